@@ -1,0 +1,25 @@
+# The README's two commands. Each builds .venv (Python 3.12) on first use.
+PYTHON ?= $(shell command -v python3.12 || echo python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 12), "ppl_control needs Python >= 3.12, got " + sys.version'
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ppl-control demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

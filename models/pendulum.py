@@ -1,0 +1,69 @@
+"""Torque-limited pendulum swing-up.
+
+State ``[theta, omega]``: angle from hanging straight down (``theta = 0``) and angular velocity;
+upright is ``theta = pi`` (mod ``2 pi``). Action: torque ``u`` in ``[-max_torque, max_torque]``
+(default 5 N m, about half of ``m g l``, so the pendulum must be pumped, not lifted).
+
+Dynamics (``m = l = 1``, ``g = 9.81``, damping ``b = 0.1``), semi-implicit Euler with
+``dt = 0.05``::
+
+    omega' = omega + dt * (-g/l sin(theta) - b omega + u / (m l^2))
+    theta' = theta + dt * omega'
+
+Cost, smooth and free of angle wrapping (``1 + cos(theta)`` is 0 upright and 2 hanging down)::
+
+    stage(x, u)  = (1 + cos theta) + 0.01 omega^2 + 0.01 u^2
+    terminal(x)  = 20 (1 + cos theta) + 0.5 omega^2
+
+Default horizon 60 steps (3 s), temperature 0.5, start hanging at rest.
+Reference cost: see ``REFERENCE_COST`` (how it was found is written beside it).
+"""
+
+import jax.numpy as jnp
+
+from ppl_control import ControlProblem
+
+DEFAULTS = dict(dt=0.05, horizon=60, max_torque=5.0, gravity=9.81, length=1.0, mass=1.0,
+                damping=0.1, x0=(0.0, 0.0), temperature=0.5)
+
+# Best cost of 8 independent TSMC runs (4096 particles, num_moves=8, num_leapfrog=16) on the
+# default problem; see benchmarks/reference_costs.py.
+REFERENCE_COST = None
+
+
+def upright_error(theta):
+    """Distance of ``theta`` from upright, in radians, in ``[0, pi]``."""
+    return jnp.abs(jnp.mod(theta, 2 * jnp.pi) - jnp.pi)
+
+
+def problem(**overrides) -> ControlProblem:
+    """The swing-up problem; ``overrides`` may set any key of ``DEFAULTS``."""
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"pendulum.problem: unknown overrides {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    s = dict(DEFAULTS, **overrides)
+    dt, g, l, m, b = s["dt"], s["gravity"], s["length"], s["mass"], s["damping"]
+
+    def step(x, u):
+        theta, omega = x[0], x[1]
+        omega = omega + dt * (-g / l * jnp.sin(theta) - b * omega + u[0] / (m * l**2))
+        return jnp.stack([theta + dt * omega, omega])
+
+    def stage_cost(x, u):
+        return (1.0 + jnp.cos(x[0])) + 0.01 * x[1] ** 2 + 0.01 * u[0] ** 2
+
+    def terminal_cost(x):
+        return 20.0 * (1.0 + jnp.cos(x[0])) + 0.5 * x[1] ** 2
+
+    return ControlProblem(
+        step=step,
+        stage_cost=stage_cost,
+        terminal_cost=terminal_cost,
+        x0=jnp.asarray(s["x0"], dtype=jnp.result_type(float)),
+        horizon=int(s["horizon"]),
+        action_dim=1,
+        name="pendulum",
+        action_bounds=(-float(s["max_torque"]), float(s["max_torque"])),
+        temperature=float(s["temperature"]),
+        reference_cost=REFERENCE_COST,
+    )

@@ -1,0 +1,30 @@
+"""ppl_control: optimal control as probabilistic inference on NumPyro models.
+
+A control problem is a NumPyro model whose latent sites are the decision variables and whose
+cost enters as the Boltzmann likelihood ``exp(-J / lambda)``; solving it is inference, with the
+algorithms of ``ppl_control.inference``. Ready-made problems live in ``ppl_control.models``.
+"""
+
+from ._boltzmann import boltzmann as boltzmann
+from ._errors import InferenceError as InferenceError
+from ._logdensity import LogDensity as LogDensity
+from ._logdensity import log_density as log_density
+from ._problem import ControlProblem as ControlProblem
+from ._problem import control_prior as control_prior
+from ._problem import trajectory_model as trajectory_model
+from ._result import Result as Result
+from ._rollout import rollout as rollout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ControlProblem",
+    "InferenceError",
+    "LogDensity",
+    "Result",
+    "boltzmann",
+    "control_prior",
+    "log_density",
+    "rollout",
+    "trajectory_model",
+]
