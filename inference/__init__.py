@@ -1,0 +1,6 @@
+"""Inference algorithms, one interface: ``Algo(model, **config).run(rng_key, *args, **kwargs)``.
+
+Every algorithm returns a ``ppl_control.Result``; swapping one for another is a one-word change.
+"""
+
+__all__ = []

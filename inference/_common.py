@@ -1,0 +1,116 @@
+"""Plumbing shared by every algorithm: argument checks, progress, and building a ``Result``."""
+
+import contextlib
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from ppl_control import InferenceError, LogDensity, Result
+
+
+def check_num_particles(num_particles) -> int:
+    if not isinstance(num_particles, numbers.Integral) or num_particles < 2:
+        raise ValueError(f"num_particles must be an integer >= 2, got {num_particles!r}")
+    return int(num_particles)
+
+
+def check_positive_int(name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or not (0.0 < float(value) < float("inf")):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or not (0.0 < float(value) < 1.0):
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def finite_or(value: jax.Array, fallback) -> jax.Array:
+    """``value`` where finite, else ``fallback`` (NaN and +-inf alike)."""
+    return jnp.where(jnp.isfinite(value), value, fallback)
+
+
+def normalise_log_weights(log_weights: jax.Array) -> jax.Array:
+    """Log weights that sum to one; NaN becomes ``-inf`` (weight zero) rather than poisoning."""
+    log_weights = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
+    return log_weights - logsumexp(log_weights)
+
+
+def raise_if_all_nonfinite(values, what: str, method: str) -> None:
+    """``InferenceError`` when no entry of ``values`` is finite: no particle can carry weight."""
+    if not np.any(np.isfinite(np.asarray(values))):
+        raise InferenceError(
+            f"{method}: every particle's {what} is non-finite (NaN or inf), so no particle can "
+            "carry weight; check the model's cost for overflow or invalid operations"
+        )
+
+
+@contextlib.contextmanager
+def progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar (or a silent stand-in) with ``update(n)`` and ``set_postfix_str(s)``."""
+    if not enabled:
+        yield _SilentBar()
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=True, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+class _SilentBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s, refresh=True):
+        pass
+
+    def set_description_str(self, s, refresh=True):
+        pass
+
+
+def particles_to_result(
+    method: str,
+    log_density: LogDensity,
+    particles: jax.Array,
+    log_weights: jax.Array | None = None,
+    *,
+    log_evidence=None,
+    stats=None,
+    particle_stats=None,
+    config=None,
+) -> Result:
+    """Map flat unconstrained particles ``(N, dim)`` to a ``Result``.
+
+    Latent sites come back constrained, deterministic sites (``cost``) evaluated per particle, the
+    observed sites' log densities recorded for ArviZ's ``log_likelihood`` group. ``log_weights``
+    default to uniform; they are normalised here, NaN counting as zero weight.
+    """
+    samples = jax.vmap(log_density.constrain)(particles)
+    log_likelihood = jax.vmap(log_density.log_likelihood_sites)(particles)
+    n = particles.shape[0]
+    if log_weights is None:
+        log_weights = jnp.full((n,), -jnp.log(n))
+    to_numpy = lambda tree: {k: np.asarray(v) for k, v in (tree or {}).items()}
+    return Result(
+        method=method,
+        samples=to_numpy(samples),
+        log_weights=np.asarray(normalise_log_weights(jnp.asarray(log_weights))),
+        log_evidence=None if log_evidence is None else float(log_evidence),
+        stats=to_numpy(stats),
+        particle_stats=to_numpy(particle_stats),
+        log_likelihood=to_numpy(log_likelihood),
+        config=dict(config or {}),
+    )
