@@ -14,6 +14,7 @@ from ._problem import control_prior as control_prior
 from ._problem import trajectory_model as trajectory_model
 from ._result import Result as Result
 from ._rollout import rollout as rollout
+from ._arviz import to_arviz as to_arviz
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,6 @@ __all__ = [
     "control_prior",
     "log_density",
     "rollout",
+    "to_arviz",
     "trajectory_model",
 ]
