@@ -3,4 +3,6 @@
 Every algorithm returns a ``ppl_control.Result``; swapping one for another is a one-word change.
 """
 
-__all__ = []
+from .tsmc import TSMC as TSMC
+
+__all__ = ["TSMC"]

@@ -31,4 +31,11 @@ def get(name: str, **overrides) -> ControlProblem:
     return module(name).problem(**overrides)
 
 
+def __getattr__(name: str):
+    # ``models.pendulum`` works without an explicit import; Brax loads only when asked for.
+    if name in _PROBLEMS or name == "brax":
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["get", "module", "names"]

@@ -57,6 +57,8 @@ class LogDensity(NamedTuple):
       deterministic_names: deterministic sites (``cost`` among them when ``boltzmann`` is used).
       sample_prior: ``(key, num) -> (num, dim)`` unconstrained draws from the prior.
       log_parts: ``z -> (log_prior, log_likelihood)`` from one model evaluation.
+      evaluate: ``z -> (log_prior, log_likelihood, deterministic)`` from one model evaluation,
+        ``deterministic`` the dict of deterministic sites (``cost`` among them).
       constrain: ``z -> dict`` of latent sites (constrained) and deterministic sites.
       log_likelihood_sites: ``z -> dict`` observed site -> its summed log density.
       unravel: ``z -> dict`` of unconstrained latent values (site shapes).
@@ -70,6 +72,7 @@ class LogDensity(NamedTuple):
     latent_shapes: dict
     sample_prior: Callable
     log_parts: Callable
+    evaluate: Callable
     constrain: Callable
     log_likelihood_sites: Callable
     unravel: Callable
@@ -136,13 +139,18 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
         values = {n: transforms[n](u) for n, u in unconstrained.items()}
         return unconstrained, values, _trace(model, args, kwargs, _TRACE_KEY, values)
 
-    def log_parts(z):
+    def evaluate(z):
         unconstrained, values, tr = _constrained_trace(z)
         lp = sum(_site_log_prob(tr[n]) for n in latent)
         lp = lp + sum(
             jnp.sum(transforms[n].log_abs_det_jacobian(unconstrained[n], values[n])) for n in latent
         )
         ll = sum(_site_log_prob(s) for s in _observed_sites(tr).values())
+        deterministic = {n: s["value"] for n, s in tr.items() if s["type"] == "deterministic"}
+        return lp, ll, deterministic
+
+    def log_parts(z):
+        lp, ll, _ = evaluate(z)
         return lp, ll
 
     def constrain(z):
@@ -170,6 +178,7 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
         latent_shapes={n: tuple(jnp.shape(s["value"])) for n, s in latent.items()},
         sample_prior=sample_prior,
         log_parts=log_parts,
+        evaluate=evaluate,
         constrain=constrain,
         log_likelihood_sites=log_likelihood_sites,
         unravel=unravel,

@@ -1,0 +1,140 @@
+"""Hamiltonian Monte Carlo moves for a population of particles, with a population metric.
+
+The metric is the particles' covariance ``Sigma = S S'``: momenta are drawn in whitened
+coordinates ``y = S^{-1} z``, where the target looks roughly isotropic, so one step size serves
+every direction. Controls along a trajectory are strongly correlated through the dynamics, so the
+dense factor (Cholesky of the covariance) is the default; the diagonal is the option and the
+fallback in very high dimension or when the covariance is not positive definite.
+
+Every proposal's step size is jittered per particle and per move (randomised integration time,
+Mackenzie 1989; Neal 2011): with a well-whitened metric a fixed step and leapfrog count can
+resonate with the target's period, so particles stop moving.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# NumPyro's and Stan's threshold: an energy error beyond this marks the trajectory divergent.
+DIVERGENCE_THRESHOLD = 1000.0
+
+
+class MoveInfo(NamedTuple):
+    """Per-particle diagnostics of one HMC move."""
+
+    acceptance_rate: jax.Array
+    diverging: jax.Array
+    step_size: jax.Array
+
+
+def weighted_covariance(particles: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and covariance of ``particles`` (N, D) under normalised ``weights`` (N,).
+
+    Particles with zero weight (possibly holding NaN) are masked out before any arithmetic.
+    """
+    alive = weights > 0
+    safe = jnp.where(alive[:, None], particles, 0.0)
+    mean = weights @ safe
+    centred = jnp.where(alive[:, None], safe - mean, 0.0)
+    return mean, (centred * weights[:, None]).T @ centred
+
+
+def metric_factor(particles: jax.Array, weights: jax.Array, dense: bool) -> jax.Array:
+    """A square-root factor ``S`` of the particles' (shrunk) covariance: ``(D, D)`` or ``(D,)``.
+
+    The dense estimate is shrunk toward its diagonal by ``D / (n_eff + D)`` (more when particles
+    are few for the dimension), then a small jitter keeps it positive definite. A Cholesky that
+    still fails (NaN) falls back to the diagonal.
+    """
+    dim = particles.shape[1]
+    _, cov = weighted_covariance(particles, weights)
+    variance = jnp.diag(cov)
+    floor = 1e-8 * jnp.maximum(jnp.mean(variance), 1e-12)
+    variance = jnp.maximum(variance, floor)
+    std = jnp.sqrt(variance)
+    if not dense:
+        return std
+    n_eff = 1.0 / jnp.sum(weights**2)
+    shrink = dim / (n_eff + dim)
+    cov = (1.0 - shrink) * cov + shrink * jnp.diag(variance) + floor * jnp.eye(dim)
+    chol = jnp.linalg.cholesky(cov)
+    return jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(std))
+
+
+def _apply(factor, v):
+    """``S v`` for a dense or diagonal factor."""
+    return factor @ v if factor.ndim == 2 else factor * v
+
+
+def _apply_transpose(factor, v):
+    """``S' v`` for a dense or diagonal factor."""
+    return factor.T @ v if factor.ndim == 2 else factor * v
+
+
+def hmc_move(
+    rng_key: jax.Array,
+    position: jax.Array,
+    log_density: jax.Array,
+    grad: jax.Array,
+    aux,
+    value_and_grad: Callable,
+    step_size,
+    factor: jax.Array,
+    num_leapfrog: int,
+    step_jitter: float,
+):
+    """One HMC transition of one particle, leaving ``exp(log_density)`` invariant.
+
+    Args:
+      rng_key: this particle's key for this move.
+      position, log_density, grad, aux: the current state; ``aux`` is whatever
+        ``value_and_grad`` returns beside the value (carried along, swapped on acceptance).
+      value_and_grad: ``z -> ((log_density, aux), grad)``.
+      step_size: the base step size; each call draws ``step_size * U(1 - jitter, 1 + jitter)``.
+      factor: the metric's square-root factor, dense ``(D, D)`` or diagonal ``(D,)``.
+      num_leapfrog: leapfrog steps per proposal.
+      step_jitter: the jitter's half-width, in ``[0, 1)``.
+
+    Returns:
+      ``(position, log_density, grad, aux, MoveInfo)`` after the Metropolis correction. A proposal
+      whose energy is NaN or inf is rejected and counted as divergent.
+    """
+    key_momentum, key_jitter, key_accept = jax.random.split(rng_key, 3)
+    eps = step_size * jax.random.uniform(key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter)
+    momentum = jax.random.normal(key_momentum, position.shape, position.dtype)
+
+    def leapfrog(_, carry):
+        z, p, g, _, _ = carry
+        p = p + 0.5 * eps * _apply_transpose(factor, g)
+        z = z + eps * _apply(factor, p)
+        (logp, aux_new), g = value_and_grad(z)
+        p = p + 0.5 * eps * _apply_transpose(factor, g)
+        return z, p, g, logp, aux_new
+
+    z, p, g, logp, aux_new = lax.fori_loop(
+        0, num_leapfrog, leapfrog, (position, momentum, grad, log_density, aux)
+    )
+    energy_change = (logp - 0.5 * p @ p) - (log_density - 0.5 * momentum @ momentum)
+    valid = jnp.isfinite(energy_change) & jnp.all(jnp.isfinite(g))
+    log_accept = jnp.where(valid, jnp.minimum(energy_change, 0.0), -jnp.inf)
+    accept = jnp.log(jax.random.uniform(key_accept)) < log_accept
+    diverging = ~valid | (-energy_change > DIVERGENCE_THRESHOLD)
+    pick = lambda new, old: jnp.where(accept, new, old)
+    return (
+        pick(z, position),
+        pick(logp, log_density),
+        pick(g, grad),
+        jax.tree.map(pick, aux_new, aux),
+        MoveInfo(jnp.exp(log_accept), diverging, eps),
+    )
+
+
+def adapt_step_size(step_size, acceptance_rate, target_accept, rate: float = 1.0):
+    """Multiplicative step-size update toward ``target_accept``.
+
+    ``log eps += rate * (acceptance - target)``: above target the step grows, below it shrinks;
+    at most by ``e^{rate}`` per update, so a bad guess is corrected in a few moves.
+    """
+    return step_size * jnp.exp(rate * (acceptance_rate - target_accept))
