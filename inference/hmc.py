@@ -44,9 +44,12 @@ def weighted_covariance(particles: jax.Array, weights: jax.Array) -> tuple[jax.A
 def metric_factor(particles: jax.Array, weights: jax.Array, dense: bool) -> jax.Array:
     """A square-root factor ``S`` of the particles' (shrunk) covariance: ``(D, D)`` or ``(D,)``.
 
-    The dense estimate is shrunk toward its diagonal by ``D / (n_eff + D)`` (more when particles
-    are few for the dimension), then a small jitter keeps it positive definite. A Cholesky that
-    still fails (NaN) falls back to the diagonal.
+    The dense estimate is shrunk toward its diagonal by ``(D / (n_eff + D))^2``: next to nothing
+    when particles are plentiful (shrinking a strongly correlated covariance toward its diagonal
+    inflates its narrow directions, forcing small steps; a 7% shrink left a +0.5 nat log-evidence
+    bias on a sharp 40-d Gaussian), most of the way when particles are few for the dimension.
+    A small jitter keeps it positive definite; a Cholesky that still fails falls back to the
+    diagonal.
     """
     dim = particles.shape[1]
     _, cov = weighted_covariance(particles, weights)
@@ -57,7 +60,7 @@ def metric_factor(particles: jax.Array, weights: jax.Array, dense: bool) -> jax.
     if not dense:
         return std
     n_eff = 1.0 / jnp.sum(weights**2)
-    shrink = dim / (n_eff + dim)
+    shrink = (dim / (n_eff + dim)) ** 2
     cov = (1.0 - shrink) * cov + shrink * jnp.diag(variance) + floor * jnp.eye(dim)
     chol = jnp.linalg.cholesky(cov)
     return jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(std))

@@ -20,7 +20,11 @@ def log_ess(log_weights: jax.Array) -> jax.Array:
     Computed as ``2 lse(w) - lse(2w)`` so that huge or tiny weights never overflow; ``-inf``
     weights (dead particles) contribute nothing.
     """
-    return 2.0 * logsumexp(log_weights) - logsumexp(2.0 * log_weights)
+    # Shift by the largest weight first: 2 lse(w) and lse(2w) are both large when the weights are,
+    # and their difference would lose float32 precision (1000 + log 2 keeps ~4 digits).
+    shift = jnp.max(jnp.where(jnp.isfinite(log_weights), log_weights, -jnp.inf))
+    shifted = log_weights - jnp.where(jnp.isfinite(shift), shift, 0.0)
+    return 2.0 * logsumexp(shifted) - logsumexp(2.0 * shifted)
 
 
 def ess(log_weights: jax.Array) -> jax.Array:
