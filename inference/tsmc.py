@@ -271,8 +271,9 @@ class TSMC:
         """
         rng_key = _as_typed_key(rng_key)
         key_init, key_stages = jax.random.split(rng_key)
-        fingerprint = dict(self.config, method=self.method,
-                           key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
+        # max_stages is left out: resuming with a larger budget is how a stopped run continues.
+        fingerprint = {k: v for k, v in self.config.items() if k != "max_stages"}
+        fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:
             state, history = loaded

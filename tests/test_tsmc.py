@@ -1,0 +1,165 @@
+"""TSMC against closed forms (linear-quadratic), on the pendulum swing-up, and its contracts."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import ppl_control as pc
+from ppl_control import models
+from ppl_control.inference import TSMC
+from ppl_control.models.pendulum import upright_error
+
+
+@pytest.fixture(scope="module")
+def lqr_runs():
+    """Two seeds of TSMC (1024 particles) on the 40-variable LQR problem, one compiled stage."""
+    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=1024, num_moves=5,
+                num_leapfrog=10, progress_bar=False)
+    return algo, [algo.run(jax.random.key(seed)) for seed in (0, 1)]
+
+
+def test_lqr_matches_closed_form_posterior_and_evidence(lqr_runs):
+    _, results = lqr_runs
+    mean, cov, log_z = models.lqr.gaussian_target()
+    assert mean.shape[0] >= 40
+    sd = np.sqrt(np.diag(cov))
+    for result in results:
+        u = result.samples["controls"].reshape(result.num_particles, -1).astype(np.float64)
+        assert abs(result.log_evidence - log_z) < 0.5
+        assert np.sqrt(np.mean(((u.mean(0) - mean) / sd) ** 2)) < 0.15
+        assert np.max(np.abs(u.var(0) / np.diag(cov) - 1.0)) < 0.25
+        assert result.stats["beta"][-1] == 1.0
+
+
+def test_stage_statistics_are_recorded(lqr_runs):
+    _, (result, _) = lqr_runs
+    stats = result.stats
+    num_stages = result.config["num_stages"]
+    for name in ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment",
+                 "cost_min", "cost_mean", "num_divergent"):
+        assert stats[name].shape == (num_stages,), name
+    assert np.all(np.diff(stats["beta"]) > 0)
+    # every stage but the last keeps the ESS at the target; the last may keep more
+    np.testing.assert_allclose(stats["ess"][:-1] / 1024, 0.5, rtol=0.01)
+    assert stats["ess"][-1] / 1024 >= 0.5 * 0.99
+    assert result.log_evidence == pytest.approx(stats["log_evidence_increment"].sum(), rel=1e-5)
+    assert np.all(stats["cost_min"] <= stats["cost_mean"])
+    assert 0.4 < stats["acceptance_rate"][1:].mean() < 0.9
+    assert set(result.particle_stats) >= {"lp", "acceptance_rate", "diverging", "step_size"}
+
+
+def test_same_key_same_result_and_compiled_stage_is_reused(lqr_runs):
+    algo, (first, _) = lqr_runs
+    before = algo._stage._cached._cache_size() if hasattr(algo._stage, "_cached") else None
+    again = algo.run(jax.random.key(0))
+    np.testing.assert_array_equal(first.samples["controls"], again.samples["controls"])
+    assert first.log_evidence == again.log_evidence
+    if before is not None:
+        assert algo._stage._cached._cache_size() == before
+
+
+def test_stage_is_traced_once_across_runs():
+    calls = []
+
+    def model():
+        calls.append(1)
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        pc.boltzmann(jnp.sum((x - 1.0) ** 2), temperature=0.5)
+
+    algo = TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False)
+    algo.run(jax.random.key(0))
+    traced = len(calls)
+    algo.run(jax.random.key(1))
+    assert len(calls) == traced  # the second run compiled nothing
+
+
+@pytest.fixture(scope="module")
+def pendulum_result():
+    problem = models.get("pendulum")
+    result = TSMC(pc.trajectory_model(problem), num_particles=256, progress_bar=False).run(jax.random.key(0))
+    return problem, result
+
+
+def test_pendulum_best_particle_swings_up(pendulum_result):
+    problem, result = pendulum_result
+    states = problem.trajectory(jnp.asarray(result.best()["controls"]))
+    theta, omega = states[-1]
+    assert float(upright_error(theta)) < 0.1
+    assert abs(float(omega)) < 0.5
+    prior_cost = np.median(jax.vmap(problem.cost)(jnp.zeros((1,) + problem.controls_shape)))
+    assert result.best()["cost"] < 0.6 * prior_cost
+
+
+def _nan_model(bad_fraction):
+    """Costs NaN or inf where x[0] falls in a band, so a share of prior draws are bad."""
+
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        cost = jnp.sum((x - 0.5) ** 2)
+        threshold = jax.scipy.stats.norm.ppf(bad_fraction)
+        cost = jnp.where(x[0] < threshold, jnp.where(x[1] > 0, jnp.nan, jnp.inf), cost)
+        pc.boltzmann(cost, temperature=0.2)
+
+    return model
+
+
+def test_non_finite_particles_get_zero_weight_and_the_run_finishes():
+    result = TSMC(_nan_model(0.3), num_particles=256, num_moves=3, num_leapfrog=5,
+                  progress_bar=False).run(jax.random.key(4))
+    assert np.all(np.isfinite(result.samples["cost"]))
+    assert np.isfinite(result.log_evidence)
+    assert result.stats["num_finite"][0] < 256
+
+
+def test_all_non_finite_is_an_inference_error():
+    with pytest.raises(pc.InferenceError, match="every particle"):
+        TSMC(_nan_model(1.0), num_particles=16, progress_bar=False).run(jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_particles=1), "num_particles"),
+        (dict(target_ess=1.0), "target_ess"),
+        (dict(target_ess=0.0), "target_ess"),
+        (dict(num_moves=0), "num_moves"),
+        (dict(resampling="residual"), "resampling"),
+        (dict(metric="full"), "metric"),
+    ],
+)
+def test_configuration_errors_name_the_cause(kwargs, message):
+    model = pc.trajectory_model(models.get("lqr", horizon=2))
+    with pytest.raises(ValueError, match=message):
+        TSMC(model, **kwargs)
+
+
+def test_max_stages_warns_and_reports_final_beta():
+    algo = TSMC(pc.trajectory_model(models.get("lqr", horizon=3, temperature=0.01)), num_particles=64,
+                num_moves=1, num_leapfrog=2, max_stages=2, progress_bar=False)
+    with pytest.warns(UserWarning, match="max_stages"):
+        result = algo.run(jax.random.key(0))
+    assert result.config["final_beta"] < 1.0 and result.config["num_stages"] == 2
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
+    model = pc.trajectory_model(models.get("lqr", horizon=4, temperature=0.1))
+    path = str(tmp_path / "run.npz")
+    full = TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False).run(jax.random.key(7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, max_stages=2,
+             progress_bar=False).run(jax.random.key(7), checkpoint=path)
+    resumed = TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False).run(
+        jax.random.key(7), checkpoint=path)
+    assert resumed.config["num_stages"] == full.config["num_stages"] > 2
+    np.testing.assert_array_equal(resumed.samples["controls"], full.samples["controls"])
+    np.testing.assert_array_equal(resumed.stats["beta"], full.stats["beta"])
+    assert resumed.log_evidence == full.log_evidence
+    with pytest.raises(ValueError, match="another run configuration"):
+        TSMC(model, num_particles=64, num_moves=3, num_leapfrog=3, progress_bar=False).run(
+            jax.random.key(7), checkpoint=path)
