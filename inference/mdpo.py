@@ -1,0 +1,360 @@
+"""MDPO: gradient descent through the differentiable rollout with sensitivity-scaled exploration.
+
+The problem: minimise the negative log density of the model over the flat unconstrained vector
+``z`` (the decision variables)::
+
+    f(z) = -log p(z) - log L(z) = -log p(z) + J(z) / lambda      (for ``trajectory_model``)
+
+with ``num_particles`` independent restarts drawn from the prior, updated in parallel. Each
+iteration ``k`` takes an optimiser step (Adam by default) and adds Gaussian exploration noise to
+the decision variables, with one scale per *time step*::
+
+    z_{k+1} = z_k + optimiser_update(grad f(z_k)) + sigma_k[b(i)] * xi_i,   xi ~ N(0, I)
+
+where ``b(i)`` is the time block of coordinate ``i``. The noise profile follows the gradient's
+sensitivity (Model-Driven Policy Optimization, MDPO): spend exploration where the objective is
+flat, keep the iterate steady where it is sensitive, and anneal. Per particle and block ``b``:
+
+    s_k[b]      = sqrt(mean_{i in b} (df/dz_i)^2)                 sensitivity (RMS gradient)
+    S_k[b]      = rho S_{k-1}[b] + (1 - rho) s_k[b]               smoothed over iterations,
+    S^_k[b]     = S_k[b] / (1 - rho^(k+1))                        bias-corrected as in Adam
+    r_k[b]      = S^_k[b] / mean_b S^_k[b]                        sensitivity relative to the mean
+    w_k[b]      = 1 / (r_k[b] + kappa),  normalised to mean_b w_k = 1
+    sigma_k[b]  = noise_scale * (1 - k / num_steps)^noise_decay * w_k[b]
+
+So a flat block (``r = 0``) gets ``(1 + kappa) / kappa`` times the noise of a block of average
+sensitivity (3x for the default ``kappa = 0.5``), a very sensitive block almost none, and the
+mean of the profile over blocks is exactly the annealed ``noise_scale``: the adaptive profile
+*redistributes* a fixed exploration budget. With ``adaptive_noise=False`` the profile is flat
+(``w = 1``), the same mean. ``noise_scale = 0`` is plain multi-start gradient descent
+(``GradientDescent``), computed by the very same code.
+
+Time blocks: a latent site's leading axis is time (``trajectory_model``'s ``controls`` of shape
+``(horizon, action_dim)`` gives one block per time step); a scalar site, or a site not listed in
+``time_sites`` when that is given, is a single block. Blocks are numbered site by site in the
+order of the flat vector (site names sorted), and ``Result.stats["noise_scale"]`` has shape
+``(num_steps, num_blocks)`` (the mean over particles of ``sigma_k``).
+
+Each restart keeps its best iterate (lowest ``f`` among the ``num_steps`` evaluated iterates
+``z_0 .. z_{K-1}``; a run costs exactly ``num_particles * num_steps`` gradient evaluations), which
+is what the ``Result`` holds. A particle
+whose objective or gradient is NaN or inf never becomes its best iterate: it steps again from its
+best iterate with the gradient recorded there (zero if it never had a finite evaluation), so
+nothing non-finite reaches the optimiser state and the restart is not poisoned.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ppl_control import log_density
+
+from ._common import (
+    check_num_particles,
+    check_positive,
+    check_positive_int,
+    particles_to_result,
+    raise_if_all_nonfinite,
+)
+from ._iterate import check_nonnegative, finite_min_mean, iterate, objective_and_cost
+
+
+class SensitivityNoiseState(NamedTuple):
+    """State of ``sensitivity_noise``: the key lives here and is split at every update."""
+
+    count: jax.Array  # iterations done
+    key: jax.Array
+    sensitivity: jax.Array  # (..., num_blocks) exponential moving average, not bias-corrected
+    scale: jax.Array  # (..., num_blocks) the noise scale of the last update
+    inner_state: Any
+
+
+def time_blocks(log_density_, time_sites=None) -> tuple[np.ndarray, int, dict]:
+    """Block index of every coordinate of the flat vector ``z``.
+
+    Returns:
+      ``(block_ids, num_blocks, layout)``: ``block_ids`` of shape ``(dim,)`` (int32), the number of
+      blocks, and ``layout`` site -> number of blocks the site contributes.
+    """
+    shapes = jax.eval_shape(log_density_.unravel, jnp.zeros(log_density_.dim))
+    ids, layout, offset = {}, {}, 0
+    for name in sorted(shapes):  # the flat vector's order (ravel_pytree sorts dict keys)
+        shape = shapes[name].shape
+        timed = len(shape) >= 1 and (time_sites is None or name in time_sites)
+        n = shape[0] if timed else 1
+        block = np.arange(n).reshape((n,) + (1,) * (len(shape) - 1)) if timed else np.zeros(())
+        ids[name] = np.broadcast_to(block + offset, shape).astype(np.float32)
+        layout[name] = int(n)
+        offset += n
+    block_ids = np.asarray(log_density_.ravel(ids)).astype(np.int32)
+    return block_ids, offset, layout
+
+
+def noise_profile(sensitivity: jax.Array, offset: float) -> jax.Array:
+    """``w[b] = 1 / (r[b] + offset)`` with ``r`` the sensitivity relative to its mean over blocks
+    (last axis), normalised so the mean over blocks is one. All-zero sensitivity gives ``w = 1``."""
+    mean = jnp.mean(sensitivity, axis=-1, keepdims=True)
+    relative = sensitivity / jnp.maximum(mean, jnp.finfo(sensitivity.dtype).tiny)
+    w = 1.0 / (relative + offset)
+    return w / jnp.mean(w, axis=-1, keepdims=True)
+
+
+def sensitivity_noise(
+    inner: optax.GradientTransformation,
+    block_ids: jax.Array,
+    num_blocks: int,
+    noise_scale: float,
+    schedule: Callable[[jax.Array], jax.Array],
+    *,
+    smoothing: float = 0.9,
+    offset: float = 0.5,
+    adaptive: bool = True,
+    key: jax.Array | None = None,
+) -> optax.GradientTransformation:
+    """Wrap ``inner`` (Adam, say) so each update also explores: ``inner(g) + sigma[block] * xi``.
+
+    Works on parameters of shape ``(..., dim)`` (a batch of restarts); the sensitivity, profile
+    and noise are per leading index. The raw gradient feeds the sensitivity (the inner optimiser
+    would normalise it away), which is why this wraps ``inner`` rather than following it in
+    ``optax.chain``. ``schedule(count)`` is the annealing multiplier; ``key`` is needed by ``init``
+    only (the state carries it afterwards). See the module docstring for the formulas.
+    """
+    block_ids = jnp.asarray(block_ids)
+
+    def init(params):
+        if key is None:
+            raise ValueError("sensitivity_noise.init needs the key given at construction")
+        zeros = jnp.zeros(params.shape[:-1] + (num_blocks,), params.dtype)
+        return SensitivityNoiseState(
+            count=jnp.zeros((), jnp.int32), key=key, sensitivity=zeros, scale=zeros,
+            inner_state=inner.init(params),
+        )
+
+    def update(grads, state, params=None):
+        updates, inner_state = inner.update(grads, state.inner_state, params)
+        count = state.count + 1
+        if noise_scale == 0.0:  # noise off: exactly the inner optimiser, no random draws
+            return updates, state._replace(count=count, inner_state=inner_state)
+        # Per block RMS gradient: segment sums along the last axis.
+        flat = jnp.moveaxis(grads**2, -1, 0)
+        sums = jax.ops.segment_sum(flat, block_ids, num_segments=num_blocks)
+        sizes = jax.ops.segment_sum(jnp.ones_like(block_ids, grads.dtype), block_ids, num_segments=num_blocks)
+        sensitivity = jnp.sqrt(jnp.moveaxis(sums, 0, -1) / sizes)
+        ema = smoothing * state.sensitivity + (1.0 - smoothing) * sensitivity
+        corrected = ema / (1.0 - smoothing ** count.astype(grads.dtype))
+        profile = noise_profile(corrected, offset) if adaptive else jnp.ones_like(corrected)
+        scale = noise_scale * schedule(state.count).astype(grads.dtype) * profile
+        next_key, sub = jax.random.split(state.key)
+        xi = jax.random.normal(sub, grads.shape, grads.dtype)
+        updates = updates + scale[..., block_ids] * xi
+        return updates, SensitivityNoiseState(count, next_key, ema, scale, inner_state)
+
+    return optax.GradientTransformation(init, update)
+
+
+class MDPOState(NamedTuple):
+    z: jax.Array  # (N, dim) current iterates
+    opt_state: SensitivityNoiseState
+    best_z: jax.Array  # (N, dim)
+    best_objective: jax.Array  # (N,), +inf until a finite evaluation
+    best_cost: jax.Array  # (N,)
+    best_grad: jax.Array  # (N, dim) the gradient at best_z
+
+
+class MDPO:
+    """Model-Driven Policy Optimization on a NumPyro model (see the module docstring).
+
+    Args:
+      model: the NumPyro model (``pc.trajectory_model(problem)``, say).
+      num_particles: parallel restarts, each from its own prior draw (>= 2).
+      num_steps: iterations; each costs ``num_particles`` gradient evaluations.
+      learning_rate: Adam's step size (ignored, and must be left ``None``, when ``optimizer`` is
+        given). Default 0.05.
+      noise_scale: the mean exploration scale over time blocks at iteration 0, in the
+        unconstrained space; 0 switches exploration off. Default 0.3.
+      optimizer: an ``optax.GradientTransformation``; default ``optax.adam(learning_rate)``.
+      noise_decay: the annealing power ``p``: ``sigma_k ~ (1 - k / num_steps)^p``; 0 keeps the
+        scale constant. Default 1 (linear decay to zero).
+      sensitivity_smoothing: ``rho``, the moving-average weight of past sensitivities, in
+        ``[0, 1)``. Default 0.9.
+      sensitivity_offset: ``kappa > 0``; a flat block gets ``(1 + kappa) / kappa`` times the noise
+        of an average block. Default 0.5.
+      adaptive_noise: ``False`` gives the flat profile with the same mean. Default ``True``.
+      time_sites: names of the latent sites whose leading axis is time; ``None`` (default) means
+        every non-scalar site. Other sites are one block each.
+      progress_bar: show a tqdm bar.
+
+    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result`` with the best iterate of every
+    restart as the particles (uniform weights, zero for restarts that never had a finite
+    objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates),
+    ``noise_scale`` (iterations x blocks), ``num_evaluations`` (gradient evaluations).
+    """
+
+    method = "mdpo"
+
+    def __init__(
+        self,
+        model,
+        num_particles: int = 16,
+        num_steps: int = 200,
+        learning_rate: float | None = None,
+        noise_scale: float = 0.3,
+        optimizer: optax.GradientTransformation | None = None,
+        noise_decay: float = 1.0,
+        sensitivity_smoothing: float = 0.9,
+        sensitivity_offset: float = 0.5,
+        adaptive_noise: bool = True,
+        time_sites=None,
+        progress_bar: bool = True,
+    ):
+        self.model = model
+        self.num_particles = check_num_particles(num_particles)
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        if optimizer is None:
+            self.learning_rate = check_positive("learning_rate", 0.05 if learning_rate is None else learning_rate)
+            self.optimizer = optax.adam(self.learning_rate)
+        else:
+            if learning_rate is not None:
+                raise ValueError("give either learning_rate (for the default Adam) or optimizer, not both")
+            if not isinstance(optimizer, optax.GradientTransformation):
+                raise ValueError(f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}")
+            self.learning_rate = None
+            self.optimizer = optimizer
+        self.noise_scale = check_nonnegative("noise_scale", noise_scale)
+        self.noise_decay = check_nonnegative("noise_decay", noise_decay)
+        smoothing = sensitivity_smoothing
+        if not isinstance(smoothing, (int, float)) or not 0.0 <= float(smoothing) < 1.0:
+            raise ValueError(f"sensitivity_smoothing must lie in [0, 1), got {smoothing!r}")
+        self.sensitivity_smoothing = float(smoothing)
+        self.sensitivity_offset = check_positive("sensitivity_offset", sensitivity_offset)
+        self.adaptive_noise = bool(adaptive_noise)
+        if time_sites is not None:
+            time_sites = (time_sites,) if isinstance(time_sites, str) else tuple(time_sites)
+        self.time_sites = time_sites
+        self.progress_bar = bool(progress_bar)
+        # Compiled once per instance; model arguments are traced (arrays) or static (the rest).
+        self._init = eqx.filter_jit(self._init_state)
+        self._chunk = eqx.filter_jit(self._run_chunk)
+
+    @property
+    def config(self) -> dict:
+        return dict(
+            num_particles=self.num_particles,
+            num_steps=self.num_steps,
+            learning_rate=self.learning_rate,
+            noise_scale=self.noise_scale,
+            optimizer="adam" if self.learning_rate is not None else repr(self.optimizer),
+            noise_decay=self.noise_decay,
+            sensitivity_smoothing=self.sensitivity_smoothing,
+            sensitivity_offset=self.sensitivity_offset,
+            adaptive_noise=self.adaptive_noise,
+            time_sites="all" if self.time_sites is None else ",".join(self.time_sites),
+        )
+
+    def _schedule(self, count):
+        frac = 1.0 - count / self.num_steps
+        return frac**self.noise_decay if self.noise_decay != 0.0 else jnp.ones_like(frac)
+
+    def _transformation(self, block_ids, num_blocks, key=None):
+        return sensitivity_noise(
+            self.optimizer, block_ids, num_blocks, self.noise_scale, self._schedule,
+            smoothing=self.sensitivity_smoothing, offset=self.sensitivity_offset,
+            adaptive=self.adaptive_noise, key=key,
+        )
+
+    def _init_state(self, args, kwargs, block_ids, num_blocks, key):
+        ld = log_density(self.model, *args, **kwargs)
+        init_key, noise_key = jax.random.split(key)
+        z = ld.sample_prior(init_key, self.num_particles)
+        opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
+        n = self.num_particles
+        inf = jnp.full((n,), jnp.inf, z.dtype)
+        return MDPOState(z, opt_state, z, inf, inf, jnp.zeros_like(z))
+
+    def _run_chunk(self, args, kwargs, block_ids, num_blocks, state, steps):
+        ld = log_density(self.model, *args, **kwargs)
+        value_and_grad = jax.vmap(jax.value_and_grad(objective_and_cost(ld), has_aux=True))
+        tx = self._transformation(block_ids, num_blocks)
+
+        def step(state, _):
+            (objective, cost), grad = value_and_grad(state.z)
+            bad = ~(jnp.isfinite(objective) & jnp.all(jnp.isfinite(grad), axis=-1))
+            objective = jnp.where(bad, jnp.inf, objective)
+            improved = objective < state.best_objective
+            best_z = jnp.where(improved[:, None], state.z, state.best_z)
+            best_objective = jnp.where(improved, objective, state.best_objective)
+            best_cost = jnp.where(improved, cost, state.best_cost)
+            best_grad = jnp.where(improved[:, None], grad, state.best_grad)
+            # A non-finite particle steps again from its best iterate, with the gradient there
+            # (zero if it never had a finite evaluation): nothing non-finite reaches the optimiser.
+            grad = jnp.where(bad[:, None], best_grad, grad)
+            z_from = jnp.where(bad[:, None], best_z, state.z)
+            updates, opt_state = tx.update(grad, state.opt_state, z_from)
+            z = optax.apply_updates(z_from, updates)
+            cost_min, cost_mean = finite_min_mean(cost, ~bad)
+            stats = dict(
+                cost_min=cost_min,
+                cost_mean=cost_mean,
+                noise_scale=jnp.mean(opt_state.scale, axis=0),
+                num_evaluations=jnp.asarray(self.num_particles, jnp.int32),
+            )
+            return MDPOState(z, opt_state, best_z, best_objective, best_cost, best_grad), stats
+
+        return jax.lax.scan(step, state, steps)
+
+    def run(self, rng_key, *args, **kwargs):
+        """Optimise from ``num_particles`` prior draws; see the class docstring for the result."""
+        ld = log_density(self.model, *args, **kwargs)
+        block_ids, num_blocks, _ = time_blocks(ld, self.time_sites)
+        state = self._init(args, kwargs, block_ids, num_blocks, rng_key)
+        state, stats = iterate(
+            lambda s, steps: self._chunk(args, kwargs, block_ids, num_blocks, s, steps),
+            state,
+            self.num_steps,
+            desc=self.method,
+            progress_bar=self.progress_bar,
+            postfix=lambda s: f"best cost {float(jnp.min(s.best_cost)):.4g}",
+        )
+        raise_if_all_nonfinite(state.best_objective, "objective (negative log density)", self.method)
+        log_weights = jnp.where(jnp.isfinite(state.best_objective), 0.0, -jnp.inf)
+        return particles_to_result(
+            self.method, ld, state.best_z, log_weights, stats=stats, config=self.config
+        )
+
+
+class GradientDescent(MDPO):
+    """Multi-start gradient descent (Adam by default): ``MDPO`` with the exploration noise off.
+
+    The same code path as ``MDPO(noise_scale=0)``, so the two agree bit for bit for the same key.
+    ``stats["noise_scale"]`` is recorded (all zeros) to keep the two results the same shape.
+    """
+
+    method = "gradient_descent"
+
+    def __init__(
+        self,
+        model,
+        num_particles: int = 16,
+        num_steps: int = 200,
+        learning_rate: float | None = None,
+        optimizer: optax.GradientTransformation | None = None,
+        time_sites=None,
+        progress_bar: bool = True,
+    ):
+        super().__init__(
+            model, num_particles=num_particles, num_steps=num_steps, learning_rate=learning_rate,
+            noise_scale=0.0, optimizer=optimizer, time_sites=time_sites, progress_bar=progress_bar,
+        )
+
+    @property
+    def config(self) -> dict:
+        return dict(
+            num_particles=self.num_particles,
+            num_steps=self.num_steps,
+            learning_rate=self.learning_rate,
+            optimizer="adam" if self.learning_rate is not None else repr(self.optimizer),
+        )

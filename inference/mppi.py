@@ -1,0 +1,146 @@
+"""MPPI: model predictive path integral optimisation, a gradient-free baseline.
+
+Open-loop MPPI (Williams et al. 2017) in the flat unconstrained space of the model's latent sites.
+The score of a point is the model's negative log density ``S(z) = -log p(z) - log L(z)`` (for
+``trajectory_model``: ``J / lambda_model - log prior``). Each iteration, around the nominal ``mu``:
+
+    eps_0 = 0,  eps_i ~ N(0, noise_scale^2 I)   (i = 1 .. N-1)      the nominal is sample 0
+    w_i   = exp(-(S(mu + eps_i) - min_j S_j) / temperature),  normalised
+    mu   <- mu + learning_rate * sum_i w_i eps_i
+
+The temperature rule is the standard fixed one, in units of the log density: at
+``temperature = 1`` the weights are the target density's ratios ``pi(z_i) / pi(z_j)``, the path
+integral's importance weights; smaller is greedier. Subtracting ``min S`` only guards the
+exponent. A non-finite score gets weight zero. ``mu`` starts at the mean of ``num_particles``
+prior draws. Each iteration costs ``N`` model evaluations.
+"""
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ppl_control import log_density
+
+from ._common import (
+    check_num_particles,
+    check_positive,
+    check_positive_int,
+    normalise_log_weights,
+    particles_to_result,
+    raise_if_all_nonfinite,
+)
+from ._iterate import finite_min_mean, iterate, objective_and_cost
+
+
+class MPPIState(NamedTuple):
+    key: jax.Array
+    mean: jax.Array  # (dim,) the nominal
+    population: jax.Array  # (N, dim) the last iteration's samples
+    log_weights: jax.Array  # (N,) their normalised MPPI weights
+    cost: jax.Array  # (N,)
+
+
+class MPPI:
+    """Model predictive path integral optimisation on a NumPyro model (see the module docstring).
+
+    Args:
+      model: the NumPyro model.
+      num_particles: samples per iteration ``N`` (>= 2), the nominal among them.
+      num_steps: iterations.
+      learning_rate: step on the nominal toward the weighted perturbation. Default 1 (standard).
+      noise_scale: standard deviation of the perturbations in the unconstrained space. Default 0.3.
+      temperature: the MPPI temperature, in units of the model's log density. Default 1.
+      progress_bar: show a tqdm bar.
+
+    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the last iteration's samples with
+    their MPPI weights; ``stats``: ``cost_min``, ``cost_mean``, ``ess`` (effective sample size of
+    the weights) per iteration and ``num_evaluations`` (model evaluations per iteration).
+    """
+
+    method = "mppi"
+
+    def __init__(
+        self,
+        model,
+        num_particles: int = 64,
+        num_steps: int = 100,
+        learning_rate: float = 1.0,
+        noise_scale: float = 0.3,
+        temperature: float = 1.0,
+        progress_bar: bool = True,
+    ):
+        self.model = model
+        self.num_particles = check_num_particles(num_particles)
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.noise_scale = check_positive("noise_scale", noise_scale)
+        self.temperature = check_positive("temperature", temperature)
+        self.progress_bar = bool(progress_bar)
+        self._init = eqx.filter_jit(self._init_state)
+        self._chunk = eqx.filter_jit(self._run_chunk)
+
+    @property
+    def config(self) -> dict:
+        return dict(
+            num_particles=self.num_particles,
+            num_steps=self.num_steps,
+            learning_rate=self.learning_rate,
+            noise_scale=self.noise_scale,
+            temperature=self.temperature,
+        )
+
+    def _init_state(self, args, kwargs, key):
+        ld = log_density(self.model, *args, **kwargs)
+        key, sub = jax.random.split(key)
+        z = ld.sample_prior(sub, self.num_particles)
+        n = self.num_particles
+        uniform = jnp.full((n,), -jnp.log(n), z.dtype)
+        return MPPIState(key, jnp.mean(z, axis=0), z, uniform, jnp.full((n,), jnp.inf, z.dtype))
+
+    def _run_chunk(self, args, kwargs, state, steps):
+        ld = log_density(self.model, *args, **kwargs)
+        evaluate = jax.vmap(objective_and_cost(ld))
+        n = self.num_particles
+
+        def step(state, _):
+            key, sub = jax.random.split(state.key)
+            eps = self.noise_scale * jax.random.normal(sub, (n, state.mean.shape[0]), state.mean.dtype)
+            eps = eps.at[0].set(0.0)
+            z = state.mean + eps
+            objective, cost = evaluate(z)
+            ok = jnp.isfinite(objective)
+            shifted = objective - jnp.min(jnp.where(ok, objective, jnp.inf))
+            log_w = normalise_log_weights(jnp.where(ok, -shifted / self.temperature, -jnp.inf))
+            w = jnp.exp(log_w)
+            # An all-non-finite population leaves the nominal where it is (nansum of nothing).
+            mean = state.mean + self.learning_rate * jnp.where(jnp.any(ok), w @ eps, 0.0)
+            cost_min, cost_mean = finite_min_mean(cost, ok)
+            stats = dict(
+                cost_min=cost_min,
+                cost_mean=cost_mean,
+                ess=jnp.exp(-logsumexp(2.0 * log_w)),
+                num_evaluations=jnp.asarray(n, jnp.int32),
+            )
+            return MPPIState(key, mean, z, log_w, cost), stats
+
+        return jax.lax.scan(step, state, steps)
+
+    def run(self, rng_key, *args, **kwargs):
+        """Run MPPI from the prior mean; see the class docstring for the result."""
+        ld = log_density(self.model, *args, **kwargs)
+        state = self._init(args, kwargs, rng_key)
+        state, stats = iterate(
+            lambda s, steps: self._chunk(args, kwargs, s, steps),
+            state,
+            self.num_steps,
+            desc=self.method,
+            progress_bar=self.progress_bar,
+            postfix=lambda s: f"nominal cost {float(s.cost[0]):.4g}",
+        )
+        raise_if_all_nonfinite(state.log_weights, "log density", self.method)
+        return particles_to_result(
+            self.method, ld, state.population, state.log_weights, stats=stats, config=self.config
+        )
