@@ -13,6 +13,11 @@ from ._problem import ControlProblem as ControlProblem
 from ._problem import control_prior as control_prior
 from ._problem import trajectory_model as trajectory_model
 from ._result import Result as Result
+from ._policy import closed_loop_rollout as closed_loop_rollout
+from ._policy import policy_action as policy_action
+from ._policy import policy_cost as policy_cost
+from ._policy import policy_model as policy_model
+from ._policy import trained_policy as trained_policy
 from ._rollout import rollout as rollout
 from ._arviz import to_arviz as to_arviz
 
@@ -26,6 +31,11 @@ __all__ = [
     "boltzmann",
     "control_prior",
     "log_density",
+    "closed_loop_rollout",
+    "policy_action",
+    "policy_cost",
+    "policy_model",
+    "trained_policy",
     "rollout",
     "to_arviz",
     "trajectory_model",
