@@ -56,8 +56,8 @@ class CEM:
       num_particles: population size ``N`` (>= 2).
       num_steps: iterations.
       learning_rate: how far ``mu`` and ``sigma`` move toward the elites' moments, in ``(0, 1]``
-        (1 is classic CEM). Default 0.7.
-      elite_fraction: the fraction of the population kept as elites, in ``(0, 1)``. Default 0.1.
+        (1 is classic CEM). Default 0.5.
+      elite_fraction: the fraction of the population kept as elites, in ``(0, 1)``. Default 0.2.
       min_std: floor on ``sigma``, so the search never collapses to a point. Default 1e-3.
       progress_bar: show a tqdm bar.
 
@@ -74,8 +74,8 @@ class CEM:
         model,
         num_particles: int = 64,
         num_steps: int = 100,
-        learning_rate: float = 0.7,
-        elite_fraction: float = 0.1,
+        learning_rate: float = 0.5,
+        elite_fraction: float = 0.2,
         min_std: float = 1e-3,
         progress_bar: bool = True,
     ):
