@@ -1,8 +1,8 @@
 """Hamiltonian Monte Carlo moves for a population of particles, with a population metric.
 
-The metric is the particles' covariance ``Sigma = S S'``: momenta are drawn in whitened
-coordinates ``y = S^{-1} z``, where the target looks roughly isotropic, so one step size serves
-every direction. Controls along a trajectory are strongly correlated through the dynamics, so the
+The metric is the particles' covariance ``Sigma = S S'`` (the inverse mass matrix): HMC then
+behaves as in whitened coordinates ``y = S^{-1} z``, where the target looks roughly isotropic, so
+one step size serves every direction. Controls along a trajectory are strongly correlated through the dynamics, so the
 dense factor (Cholesky of the covariance) is the default; the diagonal is the option and the
 fallback in very high dimension or when the covariance is not positive definite.
 
@@ -41,8 +41,18 @@ def weighted_covariance(particles: jax.Array, weights: jax.Array) -> tuple[jax.A
     return mean, (centred * weights[:, None]).T @ centred
 
 
-def metric_factor(particles: jax.Array, weights: jax.Array, dense: bool) -> jax.Array:
-    """A square-root factor ``S`` of the particles' (shrunk) covariance: ``(D, D)`` or ``(D,)``.
+class Metric(NamedTuple):
+    """The HMC metric: ``inverse_mass = S S'`` (the particles' covariance), ``momentum_factor = S^{-T}``.
+
+    Dense: both are ``(D, D)`` matrices; diagonal: both are ``(D,)`` vectors.
+    """
+
+    momentum_factor: jax.Array
+    inverse_mass: jax.Array
+
+
+def fit_metric(particles: jax.Array, weights: jax.Array, dense: bool) -> Metric:
+    """The metric of the particles' (shrunk) covariance, dense ``(D, D)`` or diagonal ``(D,)``.
 
     The dense estimate is shrunk toward its diagonal by ``(D / (n_eff + D))^2``: next to nothing
     when particles are plentiful (shrinking a strongly correlated covariance toward its diagonal
@@ -58,22 +68,29 @@ def metric_factor(particles: jax.Array, weights: jax.Array, dense: bool) -> jax.
     variance = jnp.maximum(variance, floor)
     std = jnp.sqrt(variance)
     if not dense:
-        return std
+        return Metric(1.0 / std, variance)
     n_eff = 1.0 / jnp.sum(weights**2)
     shrink = (dim / (n_eff + dim)) ** 2
     cov = (1.0 - shrink) * cov + shrink * jnp.diag(variance) + floor * jnp.eye(dim)
     chol = jnp.linalg.cholesky(cov)
-    return jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(std))
+    factor = jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(std))
+    # Both rebuilt from the factor so momentum draws and kinetic energy agree; one triangular
+    # inverse per stage is cheaper than a solve per particle per move.
+    inverse_factor = jax.scipy.linalg.solve_triangular(factor, jnp.eye(dim, dtype=factor.dtype), lower=True)
+    return Metric(inverse_factor.T, factor @ factor.T)
 
 
-def _apply(factor, v):
-    """``S v`` for a dense or diagonal factor."""
-    return factor @ v if factor.ndim == 2 else factor * v
+def _mass_inverse_times(metric: Metric, p):
+    """``Sigma p``: the velocity of momentum ``p``."""
+    return metric.inverse_mass @ p if metric.inverse_mass.ndim == 2 else metric.inverse_mass * p
 
 
-def _apply_transpose(factor, v):
-    """``S' v`` for a dense or diagonal factor."""
-    return factor.T @ v if factor.ndim == 2 else factor * v
+def _draw_momentum(key, metric: Metric, shape, dtype):
+    """``p ~ N(0, Sigma^{-1})`` as ``S^{-T} xi``; returns ``(p, |xi|^2 / 2)`` (its kinetic energy)."""
+    xi = jax.random.normal(key, shape, dtype)
+    factor = metric.momentum_factor
+    p = factor @ xi if factor.ndim == 2 else factor * xi
+    return p, 0.5 * xi @ xi
 
 
 def hmc_move(
@@ -84,11 +101,15 @@ def hmc_move(
     aux,
     value_and_grad: Callable,
     step_size,
-    factor: jax.Array,
+    metric: Metric,
     num_leapfrog: int,
     step_jitter: float,
 ):
     """One HMC transition of one particle, leaving ``exp(log_density)`` invariant.
+
+    Momenta ``p ~ N(0, Sigma^{-1})`` live in the original coordinates, so each leapfrog step costs
+    one gradient and one product ``Sigma p`` (equivalent to whitening by ``S^{-1}``, with half the
+    matrix products). Step sizes are in whitened units.
 
     Args:
       rng_key: this particle's key for this move.
@@ -96,7 +117,7 @@ def hmc_move(
         ``value_and_grad`` returns beside the value (carried along, swapped on acceptance).
       value_and_grad: ``z -> ((log_density, aux), grad)``.
       step_size: the base step size; each call draws ``step_size * U(1 - jitter, 1 + jitter)``.
-      factor: the metric's square-root factor, dense ``(D, D)`` or diagonal ``(D,)``.
+      metric: the ``Metric`` (``fit_metric``).
       num_leapfrog: leapfrog steps per proposal.
       step_jitter: the jitter's half-width, in ``[0, 1)``.
 
@@ -106,20 +127,20 @@ def hmc_move(
     """
     key_momentum, key_jitter, key_accept = jax.random.split(rng_key, 3)
     eps = step_size * jax.random.uniform(key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter)
-    momentum = jax.random.normal(key_momentum, position.shape, position.dtype)
+    momentum, kinetic = _draw_momentum(key_momentum, metric, position.shape, position.dtype)
 
     def leapfrog(_, carry):
         z, p, g, _, _ = carry
-        p = p + 0.5 * eps * _apply_transpose(factor, g)
-        z = z + eps * _apply(factor, p)
+        p = p + 0.5 * eps * g
+        z = z + eps * _mass_inverse_times(metric, p)
         (logp, aux_new), g = value_and_grad(z)
-        p = p + 0.5 * eps * _apply_transpose(factor, g)
+        p = p + 0.5 * eps * g
         return z, p, g, logp, aux_new
 
     z, p, g, logp, aux_new = lax.fori_loop(
         0, num_leapfrog, leapfrog, (position, momentum, grad, log_density, aux)
     )
-    energy_change = (logp - 0.5 * p @ p) - (log_density - 0.5 * momentum @ momentum)
+    energy_change = (logp - 0.5 * p @ _mass_inverse_times(metric, p)) - (log_density - kinetic)
     valid = jnp.isfinite(energy_change) & jnp.all(jnp.isfinite(g))
     log_accept = jnp.where(valid, jnp.minimum(energy_change, 0.0), -jnp.inf)
     accept = jnp.log(jax.random.uniform(key_accept)) < log_accept

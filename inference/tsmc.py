@@ -42,7 +42,7 @@ from ._common import (
     progress,
     raise_if_all_nonfinite,
 )
-from .hmc import adapt_step_size, hmc_move, metric_factor
+from .hmc import adapt_step_size, fit_metric, hmc_move
 from .tempering import incremental_log_weights, log_ess, next_delta
 
 
@@ -207,7 +207,7 @@ class TSMC:
         weights = jnp.exp(log_w - logsumexp(log_w))
 
         # 3. metric from the weighted population, then resampling.
-        factor = metric_factor(state.particles, weights, self.metric == "dense" and dim <= self.dense_max_dim)
+        metric = fit_metric(state.particles, weights, self.metric == "dense" and dim <= self.dense_max_dim)
         ancestors = self.resample(key_resample, weights, n)
         z = state.particles[ancestors]
 
@@ -219,7 +219,7 @@ class TSMC:
         def one_move(carry, key):
             z, logp, grad, aux, eps = carry
             z, logp, grad, aux, info = move_particles(
-                jax.random.split(key, n), z, logp, grad, aux, value_and_grad, eps, factor,
+                jax.random.split(key, n), z, logp, grad, aux, value_and_grad, eps, metric,
                 self.num_leapfrog, self.step_jitter,
             )
             eps_next = adapt_step_size(eps, jnp.mean(info.acceptance_rate), self.target_accept)

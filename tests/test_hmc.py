@@ -7,7 +7,7 @@ import pytest
 
 import ppl_control as pc
 from ppl_control import models
-from ppl_control.inference.hmc import hmc_move, metric_factor
+from ppl_control.inference.hmc import Metric, fit_metric, hmc_move
 
 
 def _tilted_lqr(temperature):
@@ -29,7 +29,7 @@ def test_moves_at_fixed_beta_keep_exact_gaussian_moments(dense):
     n = 2000
     key_init, key_moves = jax.random.split(jax.random.key(3))
     z = jnp.asarray(np.random.default_rng(0).multivariate_normal(mean, cov, size=n), dtype=jnp.float32)
-    factor = metric_factor(z, jnp.full((n,), 1.0 / n), dense)
+    metric = fit_metric(z, jnp.full((n,), 1.0 / n), dense)
     value_and_grad = jax.value_and_grad(lambda v: (ld.log_target(v, 1.0), ()), has_aux=True)
     (logp, aux), grad = jax.vmap(value_and_grad)(z)
     move = jax.jit(jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)),
@@ -37,7 +37,7 @@ def test_moves_at_fixed_beta_keep_exact_gaussian_moments(dense):
     accepted = []
     for key in jax.random.split(key_moves, 10):
         z, logp, grad, aux, info = move(jax.random.split(key, n), z, logp, grad, aux, value_and_grad,
-                                        0.5 if dense else 0.1, factor, 8, 0.5)
+                                        0.5 if dense else 0.1, metric, 8, 0.5)
         accepted.append(float(info.acceptance_rate.mean()))
     z = np.asarray(z, dtype=np.float64)
     sd = np.sqrt(np.diag(cov))
@@ -54,7 +54,7 @@ def test_nan_proposal_is_rejected_and_counted_divergent():
     z = jnp.array([0.4, 0.0])
     (logp, aux), grad = value_and_grad(z)
     new_z, new_logp, _, _, info = hmc_move(
-        jax.random.key(0), z, logp, grad, aux, value_and_grad, 0.5, jnp.ones(2), 5, 0.0
+        jax.random.key(0), z, logp, grad, aux, value_and_grad, 0.5, Metric(momentum_factor=jnp.ones(2), inverse_mass=jnp.ones(2)), 5, 0.0
     )
     assert bool(info.diverging)
     assert float(info.acceptance_rate) == 0.0
