@@ -10,7 +10,7 @@ Cost::
     stage(x, a) = p^2 + 0.1 v^2 + 0.01 a^2
     terminal(x) = 10 (p^2 + v^2)
 
-Default horizon 40 steps (4 s), start ``[-2, 0]``, temperature 0.2. The quadratic cost wants the
+Default horizon 40 steps (4 s), start ``[-2, 0]``, temperature 0.05. The quadratic cost wants the
 mass home faster than the bound allows, so the optimum saturates the bound (bang-bang at the start)
 and the problem is a box-constrained convex quadratic programme.
 
@@ -28,7 +28,7 @@ from ppl_control import ControlProblem
 from ._common import as_float_array, settings
 
 DEFAULTS = dict(dt=0.1, horizon=40, max_accel=1.0, x0=(-2.0, 0.0), q_pos=1.0, q_vel=0.1, r=0.01,
-                terminal=10.0, temperature=0.2)
+                terminal=10.0, temperature=0.05)
 
 
 def matrices(dt: float) -> tuple[np.ndarray, np.ndarray]:

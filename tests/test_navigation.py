@@ -49,7 +49,7 @@ def test_invalid_obstacles_raise():
 @pytest.mark.slow
 def test_tsmc_keeps_both_optimal_homotopy_classes():
     problem = nav.problem()
-    result = TSMC(pc.trajectory_model(problem), num_particles=128, num_moves=3, num_leapfrog=8,
+    result = TSMC(pc.trajectory_model(problem), num_particles=256, num_moves=3, num_leapfrog=8,
                   progress_bar=False).run(jax.random.key(0))
     states = jax.vmap(problem.trajectory)(jnp.asarray(result.samples["controls"]))
     classes = np.asarray(nav.homotopy_class(states))
