@@ -1,8 +1,8 @@
 """Control problems and the NumPyro model that turns one into an inference problem."""
 
+import dataclasses
 from typing import Any, Callable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro
@@ -22,8 +22,12 @@ def _all_but_last_state(states):
     return jax.tree.map(lambda leaf: leaf[:-1], states)
 
 
-class ControlProblem(eqx.Module):
+@dataclasses.dataclass(frozen=True, eq=False)
+class ControlProblem:
     """A finite-horizon optimal-control problem with a differentiable cost.
+
+    Immutable, and hashed by identity, so ``jax.jit(problem.cost)`` works (its arrays, such as
+    ``x0``, are compile-time constants of that function).
 
     The cost of an open-loop control sequence ``u_0 .. u_{T-1}`` is::
 
@@ -47,19 +51,19 @@ class ControlProblem(eqx.Module):
         docstring; ``None`` where there is none.
     """
 
-    step: Callable = eqx.field(static=True)
-    stage_cost: Callable = eqx.field(static=True)
-    terminal_cost: Callable = eqx.field(static=True)
+    step: Callable
+    stage_cost: Callable
+    terminal_cost: Callable
     x0: Any
-    horizon: int = eqx.field(static=True)
-    action_dim: int = eqx.field(static=True)
-    name: str = eqx.field(static=True)
+    horizon: int
+    action_dim: int
+    name: str
     action_bounds: tuple | None = None
-    observe: Callable | None = eqx.field(default=None, static=True)
-    temperature: float = eqx.field(default=1.0, static=True)
-    reference_cost: float | None = eqx.field(default=None, static=True)
+    observe: Callable | None = None
+    temperature: float = 1.0
+    reference_cost: float | None = None
 
-    def __check_init__(self):
+    def __post_init__(self):
         if int(self.horizon) < 1:
             raise ValueError(f"horizon must be a positive integer, got {self.horizon!r}")
         if int(self.action_dim) < 1:

@@ -59,6 +59,13 @@ def test_control_problem_cost_matches_hand_computation():
     assert float(problem.cost(controls)) == pytest.approx(total, rel=1e-5)
 
 
+def test_control_problem_cost_jits_and_differentiates_directly():
+    problem = models.get("lqr", horizon=3)
+    controls = jnp.ones((3, 2))
+    assert float(jax.jit(problem.cost)(controls)) == pytest.approx(float(problem.cost(controls)), rel=1e-6)
+    assert jax.jit(jax.grad(problem.cost))(controls).shape == (3, 2)
+
+
 def test_control_problem_checks_shapes():
     with pytest.raises(ValueError, match="controls must have shape"):
         models.get("lqr").cost(jnp.zeros((3, 2)))
