@@ -80,8 +80,8 @@ _PER_STAGE = ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_incre
               "cost_min", "cost_mean", "num_divergent", "num_finite")
 
 
-def _tempered_value_and_grad(ld, beta):
-    """``z -> ((log_prior + beta * log_lik, (log_prior, log_lik, cost)), grad)`` for one particle.
+def _tempered_target(ld, beta):
+    """``z -> (log_prior + beta * log_lik, (log_prior, log_lik, cost))`` for one particle.
 
     ``cost`` is the model's ``cost`` site when it has one, else ``-log_likelihood``.
     """
@@ -91,7 +91,12 @@ def _tempered_value_and_grad(ld, beta):
         cost = jnp.sum(deterministic["cost"]) if "cost" in deterministic else -ll
         return lp + beta * ll, (lp, ll, cost)
 
-    return jax.value_and_grad(target, has_aux=True)
+    return target
+
+
+def _tempered_value_and_grad(ld, beta):
+    """``z -> ((log target, (log_prior, log_lik, cost)), grad)``: ``_tempered_target`` with its gradient."""
+    return jax.value_and_grad(_tempered_target(ld, beta), has_aux=True)
 
 
 def _finite_summary(cost):
@@ -189,7 +194,7 @@ class TSMC:
     def _init_impl(self, rng_key, model_args, model_kwargs):
         ld = log_density(self.model, *model_args, **model_kwargs)
         particles = ld.sample_prior(rng_key, self.num_particles)
-        (_, (lp, ll, cost)), _ = jax.vmap(_tempered_value_and_grad(ld, 0.0))(particles)
+        lp, ll, cost = jax.vmap(lambda z: _tempered_target(ld, 0.0)(z)[1])(particles)  # no gradient needed
         step = self.step_size if self.step_size is not None else ld.dim ** -0.25
         zero = jnp.zeros((), particles.dtype)
         return TSMCState(particles, lp, ll, cost, zero, zero + step, zero, jnp.zeros((), jnp.int32))
@@ -249,7 +254,7 @@ class TSMC:
 
     def _finalize_impl(self, particles, model_args, model_kwargs):
         ld = log_density(self.model, *model_args, **model_kwargs)
-        return jax.vmap(ld.constrain)(particles), jax.vmap(ld.log_likelihood_sites)(particles)
+        return jax.vmap(ld.sites)(particles)
 
     # -- the run -------------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class LogDensity(NamedTuple):
         ``deterministic`` the dict of deterministic sites (``cost`` among them).
       constrain: ``z -> dict`` of latent sites (constrained) and deterministic sites.
       log_likelihood_sites: ``z -> dict`` observed site -> its summed log density.
+      sites: ``z -> (constrain(z), log_likelihood_sites(z))`` from one model evaluation.
       unravel: ``z -> dict`` of unconstrained latent values (site shapes).
       ravel: ``dict -> z``, the inverse of ``unravel``.
     """
@@ -75,6 +76,7 @@ class LogDensity(NamedTuple):
     evaluate: Callable
     constrain: Callable
     log_likelihood_sites: Callable
+    sites: Callable
     unravel: Callable
     ravel: Callable
 
@@ -153,15 +155,17 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
         lp, ll, _ = evaluate(z)
         return lp, ll
 
-    def constrain(z):
+    def sites(z):
         _, values, tr = _constrained_trace(z)
         out = dict(values)
         out.update({n: s["value"] for n, s in tr.items() if s["type"] == "deterministic"})
-        return out
+        return out, {n: _site_log_prob(s) for n, s in _observed_sites(tr).items()}
+
+    def constrain(z):
+        return sites(z)[0]
 
     def log_likelihood_sites(z):
-        tr = _constrained_trace(z)[2]
-        return {n: _site_log_prob(s) for n, s in _observed_sites(tr).items()}
+        return sites(z)[1]
 
     def sample_prior(key, num):
         def one(k):
@@ -181,6 +185,7 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
         evaluate=evaluate,
         constrain=constrain,
         log_likelihood_sites=log_likelihood_sites,
+        sites=sites,
         unravel=unravel,
         ravel=ravel,
     )
