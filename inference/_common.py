@@ -98,8 +98,7 @@ def particles_to_result(
     observed sites' log densities recorded for ArviZ's ``log_likelihood`` group. ``log_weights``
     default to uniform; they are normalised here, NaN counting as zero weight.
     """
-    samples = jax.vmap(log_density.constrain)(particles)
-    log_likelihood = jax.vmap(log_density.log_likelihood_sites)(particles)
+    samples, log_likelihood = jax.vmap(log_density.sites)(particles)
     n = particles.shape[0]
     if log_weights is None:
         log_weights = jnp.full((n,), -jnp.log(n))
