@@ -11,23 +11,44 @@ the decision variables, with one scale per *time step*::
 
     z_{k+1} = z_k + optimiser_update(grad f(z_k)) + sigma_k[b(i)] * xi_i,   xi ~ N(0, I)
 
-where ``b(i)`` is the time block of coordinate ``i``. The noise profile follows the gradient's
-sensitivity (Model-Driven Policy Optimization, MDPO): spend exploration where the objective is
-flat, keep the iterate steady where it is sensitive, and anneal. Per particle and block ``b``:
+where ``b(i)`` is the time block of coordinate ``i``. The noise is *annealed preconditioned
+Langevin* noise: plain Langevin dynamics ``z <- z - eta grad f + sqrt(2 eta T) xi`` with step
+``eta`` samples ``p(z) exp(-J / lambda)^(1/T)``, so ``T = 1`` is the model's own Boltzmann target
+and ``T -> 0`` is its mode. The optimiser's effective step per unit gradient differs per block
+(Adam's is about ``learning_rate / |gradient|``), and MDPO uses exactly that step in the noise,
+with a per-block temperature that follows the gradient's sensitivity (Model-Driven Policy
+Optimization: spend exploration where the objective is flat, keep the iterate steady where it is
+sensitive) and anneals. Per particle and block ``b``::
 
     s_k[b]      = sqrt(mean_{i in b} (df/dz_i)^2)                 sensitivity (RMS gradient)
     S_k[b]      = rho S_{k-1}[b] + (1 - rho) s_k[b]               smoothed over iterations,
     S^_k[b]     = S_k[b] / (1 - rho^(k+1))                        bias-corrected as in Adam
+    a_k         = sqrt(mean_i update_i^2), smoothed and bias-corrected likewise   (A^_k)
+    eta_k[b]    = A^_k / max(S^_k[b], 1)                          effective step per unit gradient
     r_k[b]      = S^_k[b] / mean_b S^_k[b]                        sensitivity relative to the mean
     w_k[b]      = 1 / (r_k[b] + kappa),  normalised to mean_b w_k = 1
-    sigma_k[b]  = noise_scale * (1 - k / num_steps)^noise_decay * w_k[b]
+    tau_k[b]    = noise_scale * (1 - k / num_steps)^noise_decay * w_k[b]
+    sigma_k[b]  = tau_k[b] * sqrt(2 eta_k[b])
 
-So a flat block (``r = 0``) gets ``(1 + kappa) / kappa`` times the noise of a block of average
-sensitivity (3x for the default ``kappa = 0.5``), a very sensitive block almost none, and the
-mean of the profile over blocks is exactly the annealed ``noise_scale``: the adaptive profile
-*redistributes* a fixed exploration budget. With ``adaptive_noise=False`` the profile is flat
-(``w = 1``), the same mean. ``noise_scale = 0`` is plain multi-start gradient descent
-(``GradientDescent``), computed by the very same code.
+``update`` is the inner optimiser's update (before the noise), so ``A^`` is about the learning
+rate for Adam. ``tau^2`` is the exploration temperature of block ``b`` relative to the model's:
+``noise_scale = 1`` (the default) starts an average block at the model's own temperature; ``w``
+makes flat blocks hotter (``(1 + kappa) / kappa`` times an average block's ``tau``, 3x for the
+default ``kappa = 0.5``) and sensitive ones colder, with the mean of ``tau`` over blocks exactly
+the annealed ``noise_scale``: the adaptive profile *redistributes* a fixed temperature budget.
+With ``adaptive_noise=False`` the temperature is flat (``w = 1``), the same mean. The floor of 1
+on the sensitivity (one nat of negative log density per unconstrained unit, the gradient of a
+standard-normal prior one standard deviation out) bounds the noise where the gradient vanishes:
+a flat block's noise is ``tau sqrt(2 A^)``, about ``0.32 tau`` for Adam's default learning rate.
+
+Why the step and not an absolute scale: noise of a fixed size in ``z`` is harmless on a flat
+objective and ruinous on a stiff one (``f = J / lambda`` with a small ``lambda``), where every
+evaluation then lands far up the valley walls, the gradients there are huge, and Adam's second
+moment (memory ~1000 steps) keeps its later steps tiny, so the run never settles. Scaled by the
+optimiser's step per unit gradient, the noise shrinks as ``1 / sqrt(|gradient|)`` exactly where
+the objective is stiff, and the gradients it causes stay commensurate with the optimiser's own.
+``noise_scale = 0`` is plain multi-start gradient descent (``GradientDescent``), computed by the
+very same code.
 
 Time blocks: a latent site's leading axis is time (``trajectory_model``'s ``controls`` of shape
 ``(horizon, action_dim)`` gives one block per time step); a scalar site, or a site not listed in
@@ -69,6 +90,7 @@ class SensitivityNoiseState(NamedTuple):
     count: jax.Array  # iterations done
     key: jax.Array
     sensitivity: jax.Array  # (..., num_blocks) exponential moving average, not bias-corrected
+    step: jax.Array  # (...,) moving average of the inner update's RMS, not bias-corrected
     scale: jax.Array  # (..., num_blocks) the noise scale of the last update
     inner_state: Any
 
@@ -94,6 +116,10 @@ def time_blocks(log_density_, time_sites=None) -> tuple[np.ndarray, int, dict]:
     return block_ids, offset, layout
 
 
+# Sensitivities below this (nats per unconstrained unit) count as flat: see the module docstring.
+SENSITIVITY_FLOOR = 1.0
+
+
 def noise_profile(sensitivity: jax.Array, offset: float) -> jax.Array:
     """``w[b] = 1 / (r[b] + offset)`` with ``r`` the sensitivity relative to its mean over blocks
     (last axis), normalised so the mean over blocks is one. All-zero sensitivity gives ``w = 1``."""
@@ -113,15 +139,18 @@ def sensitivity_noise(
     smoothing: float = 0.9,
     offset: float = 0.5,
     adaptive: bool = True,
+    floor: float = SENSITIVITY_FLOOR,
     key: jax.Array | None = None,
 ) -> optax.GradientTransformation:
     """Wrap ``inner`` (Adam, say) so each update also explores: ``inner(g) + sigma[block] * xi``.
 
     Works on parameters of shape ``(..., dim)`` (a batch of restarts); the sensitivity, profile
-    and noise are per leading index. The raw gradient feeds the sensitivity (the inner optimiser
-    would normalise it away), which is why this wraps ``inner`` rather than following it in
-    ``optax.chain``. ``schedule(count)`` is the annealing multiplier; ``key`` is needed by ``init``
-    only (the state carries it afterwards). See the module docstring for the formulas.
+    and noise are per leading index. The raw gradient feeds the sensitivity and the inner update
+    the step size (the inner optimiser would normalise the gradient away, and the noise needs
+    both), which is why this wraps ``inner`` rather than following it in ``optax.chain``.
+    ``schedule(count)`` is the annealing multiplier; ``key`` is needed by ``init`` only (the state
+    carries it afterwards). ``sigma = noise_scale * schedule * w * sqrt(2 A / max(S, floor))``;
+    see the module docstring for the formulas.
     """
     block_ids = jnp.asarray(block_ids)
 
@@ -130,8 +159,8 @@ def sensitivity_noise(
             raise ValueError("sensitivity_noise.init needs the key given at construction")
         zeros = jnp.zeros(params.shape[:-1] + (num_blocks,), params.dtype)
         return SensitivityNoiseState(
-            count=jnp.zeros((), jnp.int32), key=key, sensitivity=zeros, scale=zeros,
-            inner_state=inner.init(params),
+            count=jnp.zeros((), jnp.int32), key=key, sensitivity=zeros,
+            step=jnp.zeros(params.shape[:-1], params.dtype), scale=zeros, inner_state=inner.init(params),
         )
 
     def update(grads, state, params=None):
@@ -145,13 +174,18 @@ def sensitivity_noise(
         sizes = jax.ops.segment_sum(jnp.ones_like(block_ids, grads.dtype), block_ids, num_segments=num_blocks)
         sensitivity = jnp.sqrt(jnp.moveaxis(sums, 0, -1) / sizes)
         ema = smoothing * state.sensitivity + (1.0 - smoothing) * sensitivity
-        corrected = ema / (1.0 - smoothing ** count.astype(grads.dtype))
+        step = smoothing * state.step + (1.0 - smoothing) * jnp.sqrt(jnp.mean(updates**2, axis=-1))
+        correction = 1.0 - smoothing ** count.astype(grads.dtype)
+        corrected, step_size = ema / correction, step / correction
+        # Effective step per unit gradient, per block: the preconditioned Langevin step.
+        eta = step_size[..., None] / jnp.maximum(corrected, floor)
         profile = noise_profile(corrected, offset) if adaptive else jnp.ones_like(corrected)
-        scale = noise_scale * schedule(state.count).astype(grads.dtype) * profile
+        tau = noise_scale * schedule(state.count).astype(grads.dtype) * profile  # sqrt(temperature)
+        scale = tau * jnp.sqrt(2.0 * eta)
         next_key, sub = jax.random.split(state.key)
         xi = jax.random.normal(sub, grads.shape, grads.dtype)
         updates = updates + scale[..., block_ids] * xi
-        return updates, SensitivityNoiseState(count, next_key, ema, scale, inner_state)
+        return updates, SensitivityNoiseState(count, next_key, ema, step, scale, inner_state)
 
     return optax.GradientTransformation(init, update)
 
@@ -174,8 +208,11 @@ class MDPO:
       num_steps: iterations; each costs ``num_particles`` gradient evaluations.
       learning_rate: Adam's step size (ignored, and must be left ``None``, when ``optimizer`` is
         given). Default 0.05.
-      noise_scale: the mean exploration scale over time blocks at iteration 0, in the
-        unconstrained space; 0 switches exploration off. Default 0.3.
+      noise_scale: ``tau`` at iteration 0, averaged over time blocks: the exploration temperature
+        multiplier relative to the model's own (``1`` explores like Langevin dynamics on the
+        Boltzmann target itself, with the optimiser's effective step per unit gradient as the step:
+        the absolute noise shrinks where the objective is stiff, see the module docstring); 0
+        switches exploration off. Default 1.
       optimizer: an ``optax.GradientTransformation``; default ``optax.adam(learning_rate)``.
       noise_decay: the annealing power ``p``: ``sigma_k ~ (1 - k / num_steps)^p``; 0 keeps the
         scale constant. Default 1 (linear decay to zero).
@@ -191,7 +228,9 @@ class MDPO:
     ``run(rng_key, *model_args, **model_kwargs) -> pc.Result`` with the best iterate of every
     restart as the particles (uniform weights, zero for restarts that never had a finite
     objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates),
-    ``noise_scale`` (iterations x blocks), ``num_evaluations`` (gradient evaluations).
+    ``noise_scale`` (iterations x blocks: the mean over restarts of ``sigma_k``, the standard
+    deviation of the noise actually added, in unconstrained units), ``num_evaluations``
+    (gradient evaluations).
     """
 
     method = "mdpo"
@@ -202,7 +241,7 @@ class MDPO:
         num_particles: int = 16,
         num_steps: int = 200,
         learning_rate: float | None = None,
-        noise_scale: float = 0.3,
+        noise_scale: float = 1.0,
         optimizer: optax.GradientTransformation | None = None,
         noise_decay: float = 1.0,
         sensitivity_smoothing: float = 0.9,
