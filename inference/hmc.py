@@ -104,6 +104,7 @@ def hmc_move(
     metric: Metric,
     num_leapfrog: int,
     step_jitter: float,
+    refresh=False,
 ):
     """One HMC transition of one particle, leaving ``exp(log_density)`` invariant.
 
@@ -120,6 +121,11 @@ def hmc_move(
       metric: the ``Metric`` (``fit_metric``).
       num_leapfrog: leapfrog steps per proposal.
       step_jitter: the jitter's half-width, in ``[0, 1)``.
+      refresh: a (traced, unbatched) boolean. When true the call makes no move: one zero-length
+        leapfrog step evaluates ``value_and_grad`` at ``position`` and returns it, ignoring the
+        ``log_density``, ``grad`` and ``aux`` passed in. TSMC uses it to refresh gradients after the
+        temperature changes through the same compiled loop as the moves, so the model's reverse
+        pass is compiled once, not twice.
 
     Returns:
       ``(position, log_density, grad, aux, MoveInfo)`` after the Metropolis correction. A proposal
@@ -127,6 +133,7 @@ def hmc_move(
     """
     key_momentum, key_jitter, key_accept = jax.random.split(rng_key, 3)
     eps = step_size * jax.random.uniform(key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter)
+    eps = jnp.where(refresh, jnp.zeros_like(eps), eps)
     momentum, kinetic = _draw_momentum(key_momentum, metric, position.shape, position.dtype)
 
     def leapfrog(_, carry):
@@ -137,14 +144,15 @@ def hmc_move(
         p = p + 0.5 * eps * g
         return z, p, g, logp, aux_new
 
+    num_steps = jnp.where(refresh, 1, num_leapfrog)
     z, p, g, logp, aux_new = lax.fori_loop(
-        0, num_leapfrog, leapfrog, (position, momentum, grad, log_density, aux)
+        0, num_steps, leapfrog, (position, momentum, grad, log_density, aux)
     )
     energy_change = (logp - 0.5 * p @ _mass_inverse_times(metric, p)) - (log_density - kinetic)
     valid = jnp.isfinite(energy_change) & jnp.all(jnp.isfinite(g))
     log_accept = jnp.where(valid, jnp.minimum(energy_change, 0.0), -jnp.inf)
-    accept = jnp.log(jax.random.uniform(key_accept)) < log_accept
-    diverging = ~valid | (-energy_change > DIVERGENCE_THRESHOLD)
+    accept = (jnp.log(jax.random.uniform(key_accept)) < log_accept) | refresh
+    diverging = (~valid | (-energy_change > DIVERGENCE_THRESHOLD)) & ~refresh
     pick = lambda new, old: jnp.where(accept, new, old)
     return (
         pick(z, position),

@@ -216,23 +216,29 @@ class TSMC:
         ancestors = self.resample(key_resample, weights, n)
         z = state.particles[ancestors]
 
-        # 4. HMC rejuvenation at the new temperature.
+        # 4. HMC rejuvenation at the new temperature. Pass 0 of the loop only refreshes the
+        # gradients at the new beta (``refresh``), so the reverse pass is compiled once.
         value_and_grad = _tempered_value_and_grad(ld, beta)
-        (logp, aux), grad = jax.vmap(value_and_grad)(z)
-        move_particles = jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None))
+        move_particles = jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None))
 
-        def one_move(carry, key):
+        def one_move(carry, pass_and_key):
+            index, key = pass_and_key
             z, logp, grad, aux, eps = carry
+            refresh = index == 0
             z, logp, grad, aux, info = move_particles(
                 jax.random.split(key, n), z, logp, grad, aux, value_and_grad, eps, metric,
-                self.num_leapfrog, self.step_jitter,
+                self.num_leapfrog, self.step_jitter, refresh,
             )
-            eps_next = adapt_step_size(eps, jnp.mean(info.acceptance_rate), self.target_accept)
-            return (z, logp, grad, aux, eps_next), (info, eps)
+            adapted = adapt_step_size(eps, jnp.mean(info.acceptance_rate), self.target_accept)
+            return (z, logp, grad, aux, jnp.where(refresh, eps, adapted)), (info, eps)
 
+        placeholder = (jnp.full((n,), -jnp.inf, z.dtype), (state.log_prior[ancestors],
+                       state.log_likelihood[ancestors], state.cost[ancestors]))
+        passes = (jnp.arange(self.num_moves + 1), jax.random.split(key_moves, self.num_moves + 1))
         (z, _, _, (lp, ll, cost), step_size), (infos, base_steps) = lax.scan(
-            one_move, (z, logp, grad, aux, state.step_size), jax.random.split(key_moves, self.num_moves)
+            one_move, (z, placeholder[0], jnp.zeros_like(z), placeholder[1], state.step_size), passes
         )
+        infos, base_steps = jax.tree.map(lambda x: x[1:], (infos, base_steps))  # drop the refresh pass
         cost_min, cost_mean = _finite_summary(cost)
         new_state = TSMCState(z, lp, ll, cost, beta, step_size, state.log_evidence + log_evidence_increment,
                               state.stage + 1)

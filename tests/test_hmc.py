@@ -60,3 +60,17 @@ def test_nan_proposal_is_rejected_and_counted_divergent():
     assert float(info.acceptance_rate) == 0.0
     np.testing.assert_array_equal(new_z, z)
     assert float(new_logp) == float(logp)
+
+
+def test_refresh_pass_returns_the_gradient_at_the_position_without_moving():
+    value_and_grad = jax.value_and_grad(lambda v: (-0.5 * jnp.sum((v - 1.0) ** 2), v[0]), has_aux=True)
+    z = jnp.array([0.3, -2.0])
+    metric = Metric(momentum_factor=jnp.ones(2), inverse_mass=jnp.ones(2))
+    new_z, logp, grad, aux, info = hmc_move(
+        jax.random.key(0), z, jnp.array(-jnp.inf), jnp.zeros(2), jnp.array(0.0), value_and_grad,
+        0.7, metric, 5, 0.5, jnp.array(True),
+    )
+    np.testing.assert_array_equal(new_z, z)
+    np.testing.assert_allclose(grad, 1.0 - z)
+    assert float(logp) == pytest.approx(-0.5 * float(jnp.sum((z - 1.0) ** 2)))
+    assert float(aux) == pytest.approx(0.3) and not bool(info.diverging)
