@@ -163,10 +163,13 @@ def hmc_move(
     )
 
 
-def adapt_step_size(step_size, acceptance_rate, target_accept, rate: float = 1.0):
+def adapt_step_size(step_size, acceptance_rate, target_accept, rate: float = 2.0):
     """Multiplicative step-size update toward ``target_accept``.
 
-    ``log eps += rate * (acceptance - target)``: above target the step grows, below it shrinks;
-    at most by ``e^{rate}`` per update, so a bad guess is corrected in a few moves.
+    ``log eps += clip(rate * (acceptance - target), -1.5, 0.5)``: above target the step grows,
+    below it shrinks. Shrinking may be fast (x0.27 per move when nothing is accepted, so a start
+    far too large for a stiff model, such as a Brax rollout, is corrected within a stage) and
+    growing is capped (x1.65), because too large a step wastes whole moves while too small a
+    step only mixes more slowly.
     """
-    return step_size * jnp.exp(rate * (acceptance_rate - target_accept))
+    return step_size * jnp.exp(jnp.clip(rate * (acceptance_rate - target_accept), -1.5, 0.5))

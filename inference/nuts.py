@@ -22,6 +22,11 @@ from ._common import check_fraction, check_positive_int, particles_to_result, ra
 _CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 
 
+def _unconstrained_draws(z):
+    """``MCMC``'s post-processing hook, as the identity: keep NumPyro's unconstrained draws."""
+    return z
+
+
 class NUTS:
     """NumPyro's NUTS through ``numpyro.infer.MCMC``, returning a ``pc.Result``.
 
@@ -90,6 +95,10 @@ class NUTS:
             num_chains=self.num_chains,
             chain_method=self.chain_method,
             progress_bar=self.progress_bar,
+            # Keep draws in the unconstrained space: raveled, they are LogDensity's flat vectors.
+            # (Asking for "z.<site>" extra fields instead breaks on dotted site names, such as
+            # the policy parameters of pc.policy_model, because NumPyro splits field paths on '.')
+            postprocess_fn=_unconstrained_draws,
         )
 
     @property
@@ -111,13 +120,11 @@ class NUTS:
     def run(self, rng_key, *args, **kwargs):
         """Sample with NumPyro's MCMC; see the class docstring for the result."""
         ld = log_density(self.model, *args, **kwargs)  # validates the model, maps z to sites
-        # NumPyro records each latent site in the unconstrained space when asked for "z.<site>";
-        # raveled, those are exactly the flat vectors LogDensity works with.
-        unconstrained = tuple(f"z.{name}" for name in ld.latent_names)
         stat_fields = ("potential_energy", "accept_prob", "adapt_state.step_size", "num_steps")
-        self.mcmc.run(rng_key, *args, extra_fields=unconstrained + stat_fields, **kwargs)
+        self.mcmc.run(rng_key, *args, extra_fields=stat_fields, **kwargs)
         extra = self.mcmc.get_extra_fields()
-        z = jax.vmap(ld.ravel)({name: extra[f"z.{name}"] for name in ld.latent_names})
+        draws = self.mcmc.get_samples()  # unconstrained, see _unconstrained_draws
+        z = jax.vmap(ld.ravel)({name: draws[name] for name in ld.latent_names})
         lp = -extra["potential_energy"]
         raise_if_all_nonfinite(lp, "log density", self.method)
         particle_stats = dict(

@@ -206,14 +206,7 @@ def test_trained_policy_picks_particles_and_round_trips_through_serialisation(tm
         lambda m: GradientDescent(m, num_particles=4, num_steps=5, progress_bar=False),
         lambda m: CEM(m, num_particles=8, num_steps=3, progress_bar=False),
         lambda m: MPPI(m, num_particles=8, num_steps=3, progress_bar=False),
-        pytest.param(
-            lambda m: NUTS(m, num_warmup=5, num_samples=4, max_tree_depth=3, progress_bar=False),
-            marks=pytest.mark.xfail(
-                raises=KeyError, strict=False,
-                reason="inference/nuts.py asks MCMC for extra_fields 'z.<site>', which NumPyro splits "
-                       "on '.', the scope divider of policy parameter sites",
-            ),
-        ),
+        lambda m: NUTS(m, num_warmup=5, num_samples=4, max_tree_depth=3, progress_bar=False),
     ],
     ids=["tsmc", "mdpo", "gradient_descent", "cem", "mppi", "nuts"],
 )
