@@ -281,17 +281,23 @@ def cmd_demo(args) -> int:
                 plots.plot_noise_profile(result).savefig(f"{stem}-noise.png", dpi=110)
             cost = result.samples["cost"]
             classes = _classes_kept(result, problem) if name == "navigation" else ""
-            rows.append((name, method, result.num_particles, float(cost.min()),
-                         float((result.weights * cost).sum()), seconds, classes))
+            stages = str(result.config.get("num_stages", "-"))
+            log_z = "-" if result.log_evidence is None else f"{result.log_evidence:.4g}"
+            rows.append((name, method, result.num_particles, stages, float(cost.min()),
+                         float((result.weights * cost).sum()), log_z, seconds, classes))
         plots.plot_cost_distributions(results, reference=problem.reference_cost).savefig(
             os.path.join(args.out, f"{name}-costs.png"), dpi=110)
 
     print()
-    header = f"{'problem':<11} {'method':<17} {'particles':>9} {'best cost':>10} {'mean cost':>10} {'seconds':>8}  classes kept"
+    header = (f"{'problem':<11} {'method':<17} {'particles':>9} {'stages':>6} {'best cost':>10} "
+              f"{'mean cost':>10} {'log Z':>9} {'seconds':>8}  classes kept")
     print(header)
     print("-" * len(header))
-    for name, method, n, best, mean, seconds, classes in rows:
-        print(f"{name:<11} {method:<17} {n:>9d} {best:>10.4g} {mean:>10.4g} {seconds:>8.1f}  {classes}")
+    for name, method, n, stages, best, mean, log_z, seconds, classes in rows:
+        print(f"{name:<11} {method:<17} {n:>9d} {stages:>6} {best:>10.4g} {mean:>10.4g} {log_z:>9} "
+              f"{seconds:>8.1f}  {classes}")
+    print("\nstages and log Z (the log evidence, log of the tilted target's normalising constant) are "
+          "TSMC's; seconds are wall time including compilation.")
     print("\nclasses kept (navigation): homotopy class -> equal-weight draws; 1 and 2 are the two "
           "mirror-image optimal gaps, so a sampler that keeps both has found both modes.")
     print(f"netCDF runs and PNG plots written to {args.out}/")
