@@ -131,6 +131,7 @@ def hmc_move(
       ``(position, log_density, grad, aux, MoveInfo)`` after the Metropolis correction. A proposal
       whose energy is NaN or inf is rejected and counted as divergent.
     """
+    refresh = jnp.asarray(refresh, dtype=bool)  # a Python False would make ``~refresh`` == -1
     key_momentum, key_jitter, key_accept = jax.random.split(rng_key, 3)
     eps = step_size * jax.random.uniform(key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter)
     eps = jnp.where(refresh, jnp.zeros_like(eps), eps)

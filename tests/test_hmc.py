@@ -58,6 +58,7 @@ def test_nan_proposal_is_rejected_and_counted_divergent():
     )
     assert bool(info.diverging)
     assert float(info.acceptance_rate) == 0.0
+    assert info.diverging.dtype == jnp.bool_
     np.testing.assert_array_equal(new_z, z)
     assert float(new_logp) == float(logp)
 
