@@ -35,6 +35,47 @@ def check_fraction(name: str, value) -> float:
     return float(value)
 
 
+def check_nonnegative(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or not (0.0 <= float(value) < float("inf")):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return float(value)
+
+
+def check_unit_interval(name: str, value, *, closed_high: bool = False) -> float:
+    """``value`` in ``(0, 1)``, or ``(0, 1]`` with ``closed_high``."""
+    ok = isinstance(value, numbers.Real) and 0.0 < float(value) and (
+        float(value) <= 1.0 if closed_high else float(value) < 1.0
+    )
+    if not ok:
+        interval = "(0, 1]" if closed_high else "(0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def tempered_target(log_density: LogDensity, beta):
+    """``z -> (log_prior + beta * log_lik, (log_prior, log_lik, cost))`` for one particle.
+
+    One model evaluation gives all of it. ``cost`` is the model's ``cost`` site (summed) when it
+    has one, else ``-log_likelihood``: what every algorithm reports per particle.
+    """
+
+    def target(z):
+        lp, ll, deterministic = log_density.evaluate(z)
+        cost = jnp.sum(deterministic["cost"]) if "cost" in deterministic else -ll
+        return lp + beta * ll, (lp, ll, cost)
+
+    return target
+
+
+def finite_min_mean(values: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """``(min, mean)`` over the finite (and ``valid``) entries; ``(inf, nan)`` when there are none."""
+    ok = jnp.isfinite(values) if valid is None else jnp.isfinite(values) & valid
+    count = jnp.sum(ok)
+    vmin = jnp.min(jnp.where(ok, values, jnp.inf))
+    vmean = jnp.where(count > 0, jnp.sum(jnp.where(ok, values, 0.0)) / jnp.maximum(count, 1), jnp.nan)
+    return vmin, vmean
+
+
 def finite_or(value: jax.Array, fallback) -> jax.Array:
     """``value`` where finite, else ``fallback`` (NaN and +-inf alike)."""
     return jnp.where(jnp.isfinite(value), value, fallback)

@@ -5,12 +5,11 @@ compiled chunk of iterations at a time so a progress bar can follow (``iterate``
 """
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
-from ._common import progress
+from ._common import progress, tempered_target
 
 # The iterations are run in at most this many compiled chunks (all of one length, plus at most one
 # shorter remainder, so at most two compilations), whether or not a progress bar is shown: the
@@ -18,48 +17,20 @@ from ._common import progress
 NUM_CHUNKS = 20
 
 
-def check_nonnegative(name: str, value) -> float:
-    if not isinstance(value, numbers.Real) or not (0.0 <= float(value) < float("inf")):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return float(value)
-
-
-def check_unit_interval(name: str, value, *, closed_high: bool = False) -> float:
-    """``value`` in ``(0, 1)``, or ``(0, 1]`` with ``closed_high``."""
-    ok = isinstance(value, numbers.Real) and 0.0 < float(value) and (
-        float(value) <= 1.0 if closed_high else float(value) < 1.0
-    )
-    if not ok:
-        interval = "(0, 1]" if closed_high else "(0, 1)"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return float(value)
-
-
 def objective_and_cost(log_density):
     """``z -> (objective, cost)`` for one flat unconstrained particle.
 
     ``objective = -(log_prior(z) + log_likelihood(z))`` is the negative log density of the model
-    (the Boltzmann target at beta = 1), the quantity every optimiser here minimises. ``cost`` is the
-    model's deterministic ``cost`` site (summed) when it has one, else ``-log_likelihood(z)``; it is
-    what the per-iteration statistics report.
+    (the Boltzmann target at beta = 1), the quantity every optimiser here minimises; ``cost`` is
+    ``tempered_target``'s (the ``cost`` site, else ``-log_likelihood``), from the same evaluation.
     """
-    has_cost = "cost" in log_density.deterministic_names
+    target = tempered_target(log_density, 1.0)
 
     def evaluate(z):
-        lp, ll = log_density.log_parts(z)
-        cost = jnp.sum(log_density.constrain(z)["cost"]) if has_cost else -ll
-        return -(lp + ll), cost
+        log_target, (_, _, cost) = target(z)
+        return -log_target, cost
 
     return evaluate
-
-
-def finite_min_mean(values: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """``(min, mean)`` over the finite (and ``valid``) entries; ``(inf, nan)`` when there are none."""
-    ok = jnp.isfinite(values) if valid is None else jnp.isfinite(values) & valid
-    count = jnp.sum(ok)
-    vmin = jnp.min(jnp.where(ok, values, jnp.inf))
-    vmean = jnp.where(count > 0, jnp.sum(jnp.where(ok, values, 0.0)) / jnp.maximum(count, 1), jnp.nan)
-    return vmin, vmean
 
 
 def iterate(chunk_fn, state, num_steps: int, *, desc: str, progress_bar: bool, postfix=None):

@@ -29,8 +29,16 @@ import jax.numpy as jnp
 
 from ppl_control import log_density
 
-from ._common import check_num_particles, check_positive, check_positive_int, particles_to_result, raise_if_all_nonfinite
-from ._iterate import check_unit_interval, finite_min_mean, iterate, objective_and_cost
+from ._common import (
+    check_num_particles,
+    check_positive,
+    check_positive_int,
+    check_unit_interval,
+    finite_min_mean,
+    particles_to_result,
+    raise_if_all_nonfinite,
+)
+from ._iterate import iterate, objective_and_cost
 
 
 class CEMState(NamedTuple):

@@ -75,13 +75,15 @@ import optax
 from ppl_control import log_density
 
 from ._common import (
+    check_nonnegative,
     check_num_particles,
     check_positive,
     check_positive_int,
+    finite_min_mean,
     particles_to_result,
     raise_if_all_nonfinite,
 )
-from ._iterate import check_nonnegative, finite_min_mean, iterate, objective_and_cost
+from ._iterate import iterate, objective_and_cost
 
 
 class SensitivityNoiseState(NamedTuple):

@@ -30,9 +30,10 @@ from ._common import (
     check_positive_int,
     normalise_log_weights,
     particles_to_result,
+    finite_min_mean,
     raise_if_all_nonfinite,
 )
-from ._iterate import finite_min_mean, iterate, objective_and_cost
+from ._iterate import iterate, objective_and_cost
 
 
 class MPPIState(NamedTuple):

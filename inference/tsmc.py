@@ -39,8 +39,10 @@ from ._common import (
     check_num_particles,
     check_positive,
     check_positive_int,
+    finite_min_mean,
     progress,
     raise_if_all_nonfinite,
+    tempered_target,
 )
 from .hmc import adapt_step_size, fit_metric, hmc_move
 from .tempering import incremental_log_weights, log_ess, next_delta
@@ -80,31 +82,9 @@ _PER_STAGE = ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_incre
               "cost_min", "cost_mean", "num_divergent", "num_finite")
 
 
-def _tempered_target(ld, beta):
-    """``z -> (log_prior + beta * log_lik, (log_prior, log_lik, cost))`` for one particle.
-
-    ``cost`` is the model's ``cost`` site when it has one, else ``-log_likelihood``.
-    """
-
-    def target(z):
-        lp, ll, deterministic = ld.evaluate(z)
-        cost = jnp.sum(deterministic["cost"]) if "cost" in deterministic else -ll
-        return lp + beta * ll, (lp, ll, cost)
-
-    return target
-
-
 def _tempered_value_and_grad(ld, beta):
-    """``z -> ((log target, (log_prior, log_lik, cost)), grad)``: ``_tempered_target`` with its gradient."""
-    return jax.value_and_grad(_tempered_target(ld, beta), has_aux=True)
-
-
-def _finite_summary(cost):
-    finite = jnp.isfinite(cost)
-    count = jnp.maximum(jnp.sum(finite), 1)
-    cost_min = jnp.min(jnp.where(finite, cost, jnp.inf))
-    cost_mean = jnp.sum(jnp.where(finite, cost, 0.0)) / count
-    return cost_min, cost_mean
+    """``z -> ((log target, (log_prior, log_lik, cost)), grad)``: ``tempered_target`` with its gradient."""
+    return jax.value_and_grad(tempered_target(ld, beta), has_aux=True)
 
 
 def _as_typed_key(rng_key):
@@ -194,7 +174,7 @@ class TSMC:
     def _init_impl(self, rng_key, model_args, model_kwargs):
         ld = log_density(self.model, *model_args, **model_kwargs)
         particles = ld.sample_prior(rng_key, self.num_particles)
-        lp, ll, cost = jax.vmap(lambda z: _tempered_target(ld, 0.0)(z)[1])(particles)  # no gradient needed
+        lp, ll, cost = jax.vmap(lambda z: tempered_target(ld, 0.0)(z)[1])(particles)  # no gradient needed
         step = self.step_size if self.step_size is not None else ld.dim ** -0.25
         zero = jnp.zeros((), particles.dtype)
         return TSMCState(particles, lp, ll, cost, zero, zero + step, zero, jnp.zeros((), jnp.int32))
@@ -239,7 +219,7 @@ class TSMC:
             one_move, (z, placeholder[0], jnp.zeros_like(z), placeholder[1], state.step_size), passes
         )
         infos, base_steps = jax.tree.map(lambda x: x[1:], (infos, base_steps))  # drop the refresh pass
-        cost_min, cost_mean = _finite_summary(cost)
+        cost_min, cost_mean = finite_min_mean(cost)
         new_state = TSMCState(z, lp, ll, cost, beta, step_size, state.log_evidence + log_evidence_increment,
                               state.stage + 1)
         info = StageInfo(
