@@ -19,6 +19,7 @@ The stage is one compiled function; a run is a short Python loop over stages (te
 the progress bar and the optional checkpoint.
 """
 
+import hashlib
 import math
 import warnings
 from typing import NamedTuple
@@ -46,13 +47,20 @@ from ._common import (
 )
 from .hmc import adapt_step_size, fit_metric, hmc_move
 from .tempering import incremental_log_weights, log_ess, next_delta
+from .warm_start import as_site_values, fit_reference
 
 
 class TSMCState(NamedTuple):
-    """What the next stage needs. ``particles`` is ``(N, dim)`` in unconstrained space."""
+    """What the next stage needs. ``particles`` is ``(N, dim)`` in unconstrained space.
+
+    ``log_start`` is the log density of the path's start (the prior; a warm start's Gaussian
+    reference ``q``) and ``log_likelihood`` what tempering scales (the model's log-likelihood;
+    ``log prior + log likelihood - log q`` for a warm start), so that ``pi_beta ∝
+    exp(log_start + beta * log_likelihood)`` either way.
+    """
 
     particles: jax.Array
-    log_prior: jax.Array
+    log_start: jax.Array
     log_likelihood: jax.Array
     cost: jax.Array
     beta: jax.Array
@@ -82,9 +90,22 @@ _PER_STAGE = ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_incre
               "cost_min", "cost_mean", "num_divergent", "num_finite")
 
 
-def _tempered_value_and_grad(ld, beta):
-    """``z -> ((log target, (log_prior, log_lik, cost)), grad)``: ``tempered_target`` with its gradient."""
-    return jax.value_and_grad(tempered_target(ld, beta), has_aux=True)
+def path_target(ld, reference, beta):
+    """``z -> (log pi_beta(z), (log_start, log_likelihood, cost))`` on the tempering path.
+
+    ``reference`` is ``None`` for the path from the prior, or a ``GaussianReference`` ``q`` for
+    the geometric path ``q^(1 - beta) (prior * likelihood)^beta`` of a warm start.
+    """
+    model_target = tempered_target(ld, 1.0)
+
+    def target(z):
+        _, (lp, ll, cost) = model_target(z)
+        if reference is not None:
+            log_q = reference.log_prob(z)
+            lp, ll = log_q, lp + ll - log_q
+        return lp + beta * ll, (lp, ll, cost)
+
+    return target
 
 
 def _as_typed_key(rng_key):
@@ -116,6 +137,9 @@ class TSMC:
       metric: ``"dense"`` (the particles' full covariance, default) or ``"diagonal"``.
       dense_max_dim: above this dimension a dense metric falls back to the diagonal.
       step_jitter: each proposal uses ``step_size * U(1 - step_jitter, 1 + step_jitter)``.
+      init_spread: a warm start (``run(..., init=...)``) tempers from a Gaussian fitted to the
+        given particles with its standard deviations multiplied by this (>= 1 keeps the
+        importance weights' tails light); see ``inference.warm_start``.
       progress_bar: show a progress bar over beta (stage count, ESS, acceptance, best cost).
     """
 
@@ -135,6 +159,7 @@ class TSMC:
         metric: str = "dense",
         dense_max_dim: int = 1000,
         step_jitter: float = 0.5,
+        init_spread: float = 1.2,
         progress_bar: bool = True,
     ):
         if metric not in ("dense", "diagonal"):
@@ -154,11 +179,13 @@ class TSMC:
         self.metric = metric
         self.dense_max_dim = check_positive_int("dense_max_dim", dense_max_dim)
         self.step_jitter = float(step_jitter)
+        self.init_spread = check_positive("init_spread", init_spread)
         self.progress_bar = bool(progress_bar)
         # Compiled once per instance; later runs (other keys, same argument shapes) reuse them.
         self._init = eqx.filter_jit(self._init_impl)
         self._stage = eqx.filter_jit(self._stage_impl)
         self._finalize = eqx.filter_jit(self._finalize_impl)
+        self._fit_reference = eqx.filter_jit(self._fit_reference_impl)
 
     @property
     def config(self) -> dict:
@@ -166,20 +193,27 @@ class TSMC:
             num_particles=self.num_particles, target_ess=self.target_ess, num_moves=self.num_moves,
             num_leapfrog=self.num_leapfrog, step_size=self.step_size, target_accept=self.target_accept,
             resampling=self.resampling, max_stages=self.max_stages, metric=self.metric,
-            dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
+            dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter, init_spread=self.init_spread,
         )
 
     # -- compiled pieces ---------------------------------------------------------------------
 
-    def _init_impl(self, rng_key, model_args, model_kwargs):
+    def _init_impl(self, rng_key, model_args, model_kwargs, reference):
         ld = log_density(self.model, *model_args, **model_kwargs)
-        particles = ld.sample_prior(rng_key, self.num_particles)
-        lp, ll, cost = jax.vmap(lambda z: tempered_target(ld, 0.0)(z)[1])(particles)  # no gradient needed
+        if reference is None:
+            particles = ld.sample_prior(rng_key, self.num_particles)
+        else:
+            particles = reference.sample(rng_key, self.num_particles)
+        lp, ll, cost = jax.vmap(lambda z: path_target(ld, reference, 0.0)(z)[1])(particles)  # no gradient needed
         step = self.step_size if self.step_size is not None else ld.dim ** -0.25
         zero = jnp.zeros((), particles.dtype)
         return TSMCState(particles, lp, ll, cost, zero, zero + step, zero, jnp.zeros((), jnp.int32))
 
-    def _stage_impl(self, rng_key, state: TSMCState, model_args, model_kwargs):
+    def _fit_reference_impl(self, init_values, model_args, model_kwargs):
+        ld = log_density(self.model, *model_args, **model_kwargs)
+        return fit_reference(jax.vmap(ld.unconstrain)(init_values), self.init_spread)
+
+    def _stage_impl(self, rng_key, state: TSMCState, model_args, model_kwargs, reference):
         ld = log_density(self.model, *model_args, **model_kwargs)
         n, dim = state.particles.shape
         key_resample, key_moves = jax.random.split(rng_key)
@@ -198,7 +232,7 @@ class TSMC:
 
         # 4. HMC rejuvenation at the new temperature. Pass 0 of the loop only refreshes the
         # gradients at the new beta (``refresh``), so the reverse pass is compiled once.
-        value_and_grad = _tempered_value_and_grad(ld, beta)
+        value_and_grad = jax.value_and_grad(path_target(ld, reference, beta), has_aux=True)
         move_particles = jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None))
 
         def one_move(carry, pass_and_key):
@@ -212,7 +246,7 @@ class TSMC:
             adapted = adapt_step_size(eps, jnp.mean(info.acceptance_rate), self.target_accept)
             return (z, logp, grad, aux, jnp.where(refresh, eps, adapted)), (info, eps)
 
-        placeholder = (jnp.full((n,), -jnp.inf, z.dtype), (state.log_prior[ancestors],
+        placeholder = (jnp.full((n,), -jnp.inf, z.dtype), (state.log_start[ancestors],
                        state.log_likelihood[ancestors], state.cost[ancestors]))
         passes = (jnp.arange(self.num_moves + 1), jax.random.split(key_moves, self.num_moves + 1))
         (z, _, _, (lp, ll, cost), step_size), (infos, base_steps) = lax.scan(
@@ -244,12 +278,16 @@ class TSMC:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def run(self, rng_key, *model_args, checkpoint: str | None = None, **model_kwargs):
-        """Run TSMC from the prior to ``beta = 1``.
+    def run(self, rng_key, *model_args, init=None, checkpoint: str | None = None, **model_kwargs):
+        """Run TSMC from the prior (or a warm start) to ``beta = 1``.
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
           *model_args, **model_kwargs: passed to the model.
+          init: a warm start: a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (at least 2 particles; any number). TSMC then tempers from a
+            Gaussian fitted to them (``inference.warm_start``) instead of from the prior; the log
+            evidence still estimates the model's.
           checkpoint: a file path; the state is saved there after every stage, and a run started
             with an existing checkpoint of the same configuration and key resumes from it.
 
@@ -265,12 +303,18 @@ class TSMC:
         # max_stages is left out: resuming with a larger budget is how a stopped run continues.
         fingerprint = {k: v for k, v in self.config.items() if k != "max_stages"}
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
+        reference = None
+        if init is not None:
+            names = log_density(self.model, *model_args, **model_kwargs).latent_names
+            values = as_site_values(init, names)
+            fingerprint["init"] = hashlib.sha1(b"".join(v.tobytes() for v in values.values())).hexdigest()
+            reference = self._fit_reference(values, model_args, model_kwargs)
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:
             state, history = loaded
             state = TSMCState(*map(jnp.asarray, state))
         else:
-            state = self._init(key_init, model_args, model_kwargs)
+            state = self._init(key_init, model_args, model_kwargs, reference)
             raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
@@ -279,7 +323,7 @@ class TSMC:
             while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
                 previous_beta = float(state.beta)
                 state, info = self._stage(jax.random.fold_in(key_stages, int(state.stage)), state,
-                                          model_args, model_kwargs)
+                                          model_args, model_kwargs, reference)
                 info = jax.device_get(info)
                 for name, value in info._asdict().items():
                     history[name].append(value)
@@ -303,7 +347,7 @@ class TSMC:
         samples, log_likelihood = self._finalize(state.particles, model_args, model_kwargs)
         stats = {name: np.asarray(history[name]) for name in _PER_STAGE}
         particle_stats = {
-            "lp": np.asarray(state.log_prior + state.log_likelihood),
+            "lp": np.asarray(state.log_start + state.log_likelihood),
             "acceptance_rate": np.asarray(history["particle_acceptance_rate"][-1]),
             "diverging": np.asarray(history["particle_diverging"][-1]),
             "step_size": np.asarray(history["particle_step_size"][-1]),
@@ -318,5 +362,6 @@ class TSMC:
             stats=stats,
             particle_stats=particle_stats,
             log_likelihood={k: np.asarray(v) for k, v in log_likelihood.items()},
-            config=dict(self.config, num_stages=int(state.stage), final_beta=final_beta),
+            config=dict(self.config, num_stages=int(state.stage), final_beta=final_beta,
+                        warm_start=init is not None),
         )
