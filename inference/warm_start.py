@@ -11,7 +11,8 @@ which is the usual tempering with ``q`` in the role of the prior and
 ``log p(z) + log L(z) - log q(z)`` in the role of the log-likelihood. ``q`` is normalised, so the
 summed evidence increments still estimate ``log Z = log ∫ p L`` of the model: the log evidence
 stays meaningful however good or bad the guess is (a poor guess costs stages, not correctness).
-The covariance is the shrunk particle covariance (the estimator of the HMC metric) inflated by
+The covariance is the particle covariance shrunk toward its diagonal as far as it is noisy
+(``metric.covariance_estimate``), inflated by
 ``spread**2``: a reference a little wider than the target keeps the importance weights'
 tails light.
 """
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .hmc import shrunk_covariance
+from .metric import covariance_estimate
 
 
 class GaussianReference(NamedTuple):
@@ -52,7 +53,7 @@ def fit_reference(particles: jax.Array, spread: float) -> GaussianReference:
     """
     finite = jnp.all(jnp.isfinite(particles), axis=1)
     weights = finite / jnp.maximum(jnp.sum(finite), 1)
-    mean, cov = shrunk_covariance(particles, weights)
+    mean, cov = covariance_estimate(particles, weights)
     cov = spread**2 * cov
     factor = jnp.linalg.cholesky(cov)
     diagonal = jnp.diag(jnp.sqrt(jnp.diag(cov)))
