@@ -3,7 +3,6 @@
 import contextlib
 import numbers
 import sys
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +109,7 @@ def check_progress_bar(value) -> bool | str:
 def show_progress(progress_bar, stream=None) -> bool:
     """Whether a progress bar is drawn.
 
-    ``True`` and ``False`` are obeyed. ``"auto"`` (every algorithm's default) draws a bar only
+    ``True`` and ``False`` are obeyed. ``"auto"`` (the algorithms' default) draws a bar only
     where someone watches it: when ``stream`` (default ``sys.stderr``, where tqdm writes) is a
     terminal, or in a Jupyter kernel (tqdm's notebook widget). A pipe, a file or a CI log gets
     no bar, as tqdm's own ``disable=None`` does, so logs stay readable.
@@ -129,14 +128,9 @@ def show_progress(progress_bar, stream=None) -> bool:
 
 
 def _in_notebook() -> bool:
-    """True inside a Jupyter kernel, where tqdm.auto draws a widget (tqdm's own test)."""
-    if "ipykernel" not in sys.modules:
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from tqdm.autonotebook import tqdm as chosen
-        from tqdm.std import tqdm as console
-    return chosen is not console
+    """True inside a Jupyter kernel (tqdm.autonotebook's own test), which draws bars although its
+    stderr is not a terminal: a widget with ipywidgets, carriage returns it renders otherwise."""
+    return "ipykernel.zmqshell" in sys.modules
 
 
 @contextlib.contextmanager

@@ -136,7 +136,8 @@ class MPPI:
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
-          *args, **kwargs: passed to the model.
+          *args: positional arguments of the model.
+          **kwargs: keyword arguments of the model.
           checkpoint: a file path; the state is saved there after every compiled chunk of
             iterations (about every ``num_steps / 20``), and a run started with an existing
             checkpoint of the same configuration and key resumes from it, bit for bit.
