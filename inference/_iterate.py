@@ -94,8 +94,8 @@ def iterate(chunk_fn, state, num_steps: int, *, desc: str, progress_bar, postfix
                 pieces = [history]
                 checkpointing.save_snapshot(checkpoint, checkpointing.Snapshot(state, history, start),
                                             fingerprint or {})
-            bar.update(n)
             if postfix is not None and not bar.disable:
-                bar.set_postfix_str(postfix(state))
+                bar.set_postfix_str(postfix(state), refresh=False)  # drawn by the update below
+            bar.update(n)
     stats = jax.tree.map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs], axis=0), *pieces)
     return state, stats

@@ -33,6 +33,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Callable, NamedTuple
 
 METHODS = ("tsmc", "mdpo", "gd", "cem", "mppi", "nuts")
 _METHOD_HELP = {
@@ -251,9 +252,19 @@ def check_model(model, spec: str, kwargs: dict, filename=None) -> None:
         raise UsageError(f"calling {spec} failed: {_error_line(error, filename)}") from None
 
 
-def resolve_model(target: str, *, model_args=(), temperature=None, horizon=None):
-    """``(model, problem_or_None, label, model_kwargs)`` for a shipped problem name or a
-    ``file.py:function`` / ``module:function`` spec. Shared by ``solve`` (and ``mpc``)."""
+class ModelSpec(NamedTuple):
+    """What ``solve`` (and ``mpc``) work on, resolved from the command line."""
+
+    model: Callable
+    problem: object  # the ControlProblem behind it (for plots), or None
+    label: str  # the problem's name or the user's ``file.py:function``
+    kwargs: dict  # the model's keyword arguments (--arg)
+    temperature: float | None  # a ready-made problem's temperature; None for the user's model
+
+
+def resolve_model(target: str, *, model_args=(), temperature=None, horizon=None) -> ModelSpec:
+    """A ready-made problem's name or a ``file.py:function`` / ``module:function`` spec, checked
+    by tracing the model once. Shared by ``solve`` (and ``mpc``)."""
     import ppl_control as pc
     from ppl_control import models
 
@@ -263,14 +274,15 @@ def resolve_model(target: str, *, model_args=(), temperature=None, horizon=None)
         model = pc.trajectory_model(problem, temperature=temperature)
         if kwargs:
             check_model(model, target, kwargs)
-        return model, problem, target, kwargs
+        used = problem.temperature if temperature is None else temperature
+        return ModelSpec(model, problem, target, kwargs, used)
     for flag, value in (("--temperature", temperature), ("--horizon", horizon)):
         if value is not None:
             raise UsageError(f"{flag} applies to the ready-made problems ({', '.join(models.names())}); "
                              "your model takes its own settings through --arg name=value")
     model, filename = load_model(target)
     check_model(model, target, kwargs, filename)
-    return model, getattr(model, "problem", None), target, kwargs
+    return ModelSpec(model, getattr(model, "problem", None), target, kwargs, None)
 
 
 # -- solving --------------------------------------------------------------------------------------
@@ -482,10 +494,10 @@ def _progress_bar(args) -> bool:
     return True if args.progress else show_progress("auto")
 
 
-def _headline(label: str, problem, temperature) -> str:
-    if problem is None:
-        return label
-    return f"{label} (horizon {problem.horizon}, temperature {temperature:g})"
+def _headline(spec: ModelSpec) -> str:
+    if spec.temperature is None:
+        return spec.label
+    return f"{spec.label} (horizon {spec.problem.horizon}, temperature {spec.temperature:g})"
 
 
 def cmd_list(args) -> int:
@@ -512,31 +524,30 @@ def cmd_solve(args) -> int:
         if methods[0] not in CHECKPOINTING_METHODS:
             raise UsageError(f"{methods[0]} cannot checkpoint (NumPyro's MCMC runs warm-up and sampling "
                              f"as one compiled loop); {', '.join(CHECKPOINTING_METHODS)} can")
-    model, problem, label, kwargs = resolve_model(args.problem, model_args=args.arg,
-                                                  temperature=args.temperature, horizon=args.horizon)
-    temperature = None if problem is None else args.temperature or problem.temperature
+    spec = resolve_model(args.problem, model_args=args.arg, temperature=args.temperature,
+                         horizon=args.horizon)
     progress_bar = _progress_bar(args)
     budget = dict(particles=args.particles, steps=args.steps, moves=args.moves, leapfrog=args.leapfrog,
                   max_stages=args.max_stages)
     summaries = []
     for method in methods:
         if several and not args.json:
-            print(f"== {label} by {method}", flush=True)
-        result, seconds = _solve_one(model, method, args.seed, progress_bar=progress_bar, model_kwargs=kwargs,
-                                     checkpoint=args.checkpoint, **budget)
+            print(f"== {spec.label} by {method}", flush=True)
+        result, seconds = _solve_one(spec.model, method, args.seed, progress_bar=progress_bar,
+                                     model_kwargs=spec.kwargs, checkpoint=args.checkpoint, **budget)
         files = {"run": _with_method(args.out, method, several), "plot": _with_method(args.plot, method, several)}
-        _save(result, problem, files["run"], files["plot"], seconds=seconds)
-        summaries.append(run_summary(result, seconds, method=method, target=label, seed=args.seed,
-                                     problem=problem, temperature=temperature, files=files))
+        _save(result, spec.problem, files["run"], files["plot"], seconds=seconds)
+        summaries.append(run_summary(result, seconds, method=method, target=spec.label, seed=args.seed,
+                                     problem=spec.problem, temperature=spec.temperature, files=files))
     if args.json:
-        document = summaries[0] if not several else {"schema": JSON_SCHEMA_SOLVE, "problem": label,
+        document = summaries[0] if not several else {"schema": JSON_SCHEMA_SOLVE, "problem": spec.label,
                                                      "runs": summaries}
         print(json.dumps(document, indent=2, allow_nan=False))
         return 0
     if several:
-        print(compare_table(summaries, _headline(label, problem, temperature)))
+        print(compare_table(summaries, _headline(spec)))
     else:
-        print(f"{_headline(label, problem, temperature)} {_summary_line(summaries[0])}")
+        print(f"{_headline(spec)} {_summary_line(summaries[0])}")
     for summary in summaries:
         for kind, path in summary["files"].items():
             if path:
