@@ -44,6 +44,7 @@ from ._common import (
     check_num_particles,
     check_positive,
     check_positive_int,
+    check_progress_bar,
     finite_min_mean,
     progress,
     raise_if_all_nonfinite,
@@ -171,7 +172,8 @@ class TSMC:
       init_spread: a warm start (``run(..., init=...)``) tempers from a Gaussian fitted to the
         given particles with its standard deviations multiplied by this; see
         ``inference.warm_start``.
-      progress_bar: show a progress bar over beta (stage count, ESS, acceptance, best cost).
+      progress_bar: a progress bar over beta (stage, beta, ESS, acceptance, moves x leapfrog, best
+        cost): ``True``, ``False`` or ``"auto"`` (default: only when stderr is a terminal).
     """
 
     method = "tsmc"
@@ -194,7 +196,7 @@ class TSMC:
         dense_max_dim: int = 1000,
         step_jitter: float = 0.5,
         init_spread: float = 1.2,
-        progress_bar: bool = True,
+        progress_bar: bool | str = "auto",
     ):
         if metric not in ("dense", "diagonal"):
             raise ValueError(f"metric must be 'dense' or 'diagonal', got {metric!r}")
@@ -217,7 +219,7 @@ class TSMC:
         self.dense_max_dim = check_positive_int("dense_max_dim", dense_max_dim)
         self.step_jitter = float(step_jitter)
         self.init_spread = check_positive("init_spread", init_spread)
-        self.progress_bar = bool(progress_bar)
+        self.progress_bar = check_progress_bar(progress_bar)
         self.move_settings = MoveSettings(
             num_moves=self.num_moves, max_moves=self.max_moves, num_leapfrog=self.num_leapfrog,
             max_leapfrog=self.max_leapfrog, target_correlation=self.target_correlation,
@@ -317,7 +319,8 @@ class TSMC:
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
-          *model_args, **model_kwargs: passed to the model.
+          *model_args: passed to the model (``pc.trajectory_model``'s measured state, say).
+          **model_kwargs: passed to the model.
           init: a warm start: a ``pc.Result`` or a dict latent site -> constrained values with a
             leading particle axis (at least 2 particles; any number). TSMC then tempers from a
             Gaussian fitted to them (``inference.warm_start``) instead of from the prior; the log
@@ -352,7 +355,7 @@ class TSMC:
             raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
-        with progress(1.0, "TSMC", self.progress_bar) as bar:
+        with progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
             bar.update(float(state.beta))
             while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
                 previous_beta = float(state.beta)
@@ -361,12 +364,12 @@ class TSMC:
                 info = jax.device_get(info)
                 for name, value in info._asdict().items():
                     history[name].append(value)
-                bar.set_description_str(f"TSMC stage {int(state.stage)}")
+                bar.set_description_str(f"TSMC stage {int(state.stage)}", refresh=False)
                 bar.set_postfix_str(
                     f"beta={float(info.beta):.3g} ess={float(info.ess):.0f} "
                     f"acc={float(info.acceptance_rate):.2f} moves={int(info.num_moves)}x{int(info.num_leapfrog)} "
-                    f"cost_min={float(info.cost_min):.4g}"
-                )
+                    f"cost_min={float(info.cost_min):.4g}", refresh=False,
+                )  # drawn by the update below
                 bar.update(float(info.beta) - previous_beta)
                 if checkpoint:
                     checkpointing.save(checkpoint, state, history, fingerprint)
