@@ -17,9 +17,9 @@ from ppl_control.models.pendulum import upright_error
 
 @pytest.fixture(scope="module")
 def lqr_runs():
-    """Two seeds of TSMC (1024 particles) on the 40-variable LQR problem, one compiled stage."""
-    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=1024, num_moves=5,
-                num_leapfrog=10, progress_bar=False)
+    """Two seeds of TSMC as it ships (self-tuning moves), 1024 particles, on the 40-variable LQR
+    problem, one compiled stage."""
+    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=1024, progress_bar=False)
     return algo, [algo.run(jax.random.key(seed)) for seed in (0, 1)]
 
 
@@ -41,8 +41,12 @@ def test_stage_statistics_are_recorded(lqr_runs):
     stats = result.stats
     num_stages = result.config["num_stages"]
     for name in ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment",
-                 "cost_min", "cost_mean", "num_divergent"):
+                 "cost_min", "cost_mean", "num_divergent", "num_moves", "num_leapfrog", "probe_length",
+                 "num_evaluations", "correlation", "position_shrinkage", "gradient_shrinkage"):
         assert stats[name].shape == (num_stages,), name
+    # every stage probes (adaptive length) and moves at least once; the count is what was spent
+    assert np.all(stats["probe_length"] >= 1) and np.all(stats["num_moves"] >= 1)
+    assert np.all(stats["num_evaluations"] >= 1024 * (1 + stats["probe_length"]))
     assert np.all(np.diff(stats["beta"]) > 0)
     # every stage but the last keeps the ESS at the target; the last may keep more
     np.testing.assert_allclose(stats["ess"][:-1] / 1024, 0.5, rtol=0.01)
