@@ -1,8 +1,9 @@
 """TSMC beside BlackJAX's adaptive tempered SMC with HMC moves, on the LQR closed form.
 
 Every sampler gets the same particles, target ESS (0.5) and the same log prior / log likelihood
-(``pc.log_density``). TSMC runs twice: as it ships (self-tuning moves) and with the previous fixed
-moves (5 HMC moves x 10 leapfrog steps per stage). BlackJAX runs with those fixed 5 x 10 moves, set
+(``pc.log_density``). TSMC runs three times: as it ships (self-tuning moves, metric from positions
+and gradients), with the previous fixed moves (5 HMC moves x 10 leapfrog steps per stage), and
+with the metric from the particles' positions alone (``metric="covariance"``). BlackJAX runs with those fixed 5 x 10 moves, set
 up as its documentation suggests: ``adaptive_tempered_smc`` inside ``inner_kernel_tuning``, the
 inverse mass matrix refitted from the particles each stage (``from_particles``: diagonal, or the
 dense covariance), and a fixed step size (``dim ** -0.25``, TSMC's starting value; BlackJAX's
@@ -135,6 +136,8 @@ def main(argv=None):
             "ppl_control TSMC (defaults: self-tuning moves)": tsmc_runner(model, args.particles),
             "ppl_control TSMC (fixed 5 x 10 moves)": tsmc_runner(
                 model, args.particles, num_moves=NUM_MOVES, num_leapfrog=NUM_LEAPFROG),
+            "ppl_control TSMC (defaults, metric from positions only)": tsmc_runner(
+                model, args.particles, metric="covariance"),
             "BlackJAX, diagonal mass from particles": blackjax_runner(model, args.particles, dense=False),
             "BlackJAX, dense mass from particles": blackjax_runner(model, args.particles, dense=True),
         }

@@ -3,8 +3,10 @@
 For each problem (``models`` pendulum, cartpole, acrobot at their default temperatures) and each
 seed, every method solves ``pc.trajectory_model(problem)``:
 
-* TSMC with its defaults (self-tuning moves), and TSMC with the previous fixed moves
-  (``num_moves=5, num_leapfrog=10``, the defaults before the tuning issue);
+* TSMC with its defaults (self-tuning moves), TSMC with the previous fixed moves
+  (``num_moves=5, num_leapfrog=10``, the defaults before the tuning issue), and TSMC with the
+  metric from the particles' positions alone (``metric="covariance"``, no gradients: the metric
+  ablation);
 * NumPyro's NUTS (``MCMC(NUTS)``, 300 warm-up + 300 draws, NumPyro's defaults otherwise),
   called directly; gradient evaluations counted over warm-up and sampling;
 * multi-start gradient descent (``GradientDescent``, Adam, 256 restarts x 1000 steps);
@@ -142,6 +144,7 @@ def measure(run, seeds):
 METHODS = {
     "TSMC (defaults)": lambda model: tsmc_runner(model),
     "TSMC (fixed 5 x 10, previous defaults)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
+    "TSMC (metric from positions only)": lambda model: tsmc_runner(model, metric="covariance"),
     "NUTS (NumPyro, 300 + 300)": nuts_runner,
     "Adam multi-start (256 x 1000)": gradient_descent_runner,
     "BlackJAX adaptive tempered SMC (pretuned HMC)": blackjax_runner,

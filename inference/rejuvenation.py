@@ -95,7 +95,7 @@ def rejuvenate(
     aux: tuple,
     value_and_grad: Callable,
     resample: Callable,
-    dense: bool,
+    metric_kind: str,
     step_size: jax.Array,
     previous_length: jax.Array,
     settings: MoveSettings,
@@ -111,7 +111,7 @@ def rejuvenate(
         watches its decorrelation); overwritten by the refresh pass (they fix shapes and dtypes).
       value_and_grad: ``z -> ((log density, aux), grad)`` for one particle.
       resample: ``(key, weights, num) -> ancestors`` (``inference.resampling``).
-      dense: a dense metric (else diagonal).
+      metric_kind: ``"dense"``, ``"diagonal"`` or ``"covariance"`` (``metric.fit_metric``).
       step_size: the base step size to start from (whitened units).
       previous_length: the length the previous stage kept (the probe tries up to twice it).
       settings: ``MoveSettings``.
@@ -130,7 +130,7 @@ def rejuvenate(
     key_resample, key_moves = jax.random.split(rng_key)
 
     def fit_and_resample(c: _Carry):
-        metric, metric_info = fit_metric(c.z, c.grad, weights, dense)
+        metric, metric_info = fit_metric(c.z, c.grad, weights, metric_kind)
         ancestors = resample(key_resample, weights, n)
         take = lambda x: x[ancestors]
         z = take(c.z)
@@ -180,7 +180,7 @@ def rejuvenate(
 
     zeros = jnp.zeros((n,), particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
-    eye = jnp.eye(dim, dtype=particles.dtype) if dense else jnp.ones((dim,), particles.dtype)
+    eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     start = _Carry(
         particles, jnp.full((n,), -jnp.inf, particles.dtype), jnp.zeros_like(particles), aux,
         Metric(eye, eye), MetricInfo(scalar, scalar), particles, zeros, scalar + 1.0, step_size,

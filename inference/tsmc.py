@@ -50,6 +50,7 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
+from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
 from .warm_start import as_site_values, fit_reference
@@ -166,8 +167,10 @@ class TSMC:
       resampling: ``"systematic"`` (default), ``"stratified"`` or ``"multinomial"``.
       max_stages: the largest number of stages; a run that has not reached ``beta = 1`` by then
         warns and returns its particles at the last ``beta`` (recorded in ``config``).
-      metric: ``"dense"`` (the particles' full covariance, default) or ``"diagonal"``.
-      dense_max_dim: above this dimension a dense metric falls back to the diagonal.
+      metric: ``"dense"`` (default: from the particles' positions and gradients, full matrix),
+        ``"diagonal"`` (the same, per coordinate) or ``"covariance"`` (the positions' covariance
+        alone, without gradients); see ``inference.metric``.
+      dense_max_dim: above this dimension a full-matrix metric falls back to the diagonal.
       step_jitter: each proposal uses ``step_size * U(1 - step_jitter, 1 + step_jitter)``.
       init_spread: a warm start (``run(..., init=...)``) tempers from a Gaussian fitted to the
         given particles with its standard deviations multiplied by this; see
@@ -198,8 +201,8 @@ class TSMC:
         init_spread: float = 1.2,
         progress_bar: bool | str = "auto",
     ):
-        if metric not in ("dense", "diagonal"):
-            raise ValueError(f"metric must be 'dense' or 'diagonal', got {metric!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if not 0.0 <= step_jitter < 1.0:
             raise ValueError(f"step_jitter must lie in [0, 1), got {step_jitter!r}")
         self.model = model
@@ -242,8 +245,8 @@ class TSMC:
             init_spread=self.init_spread,
         )
 
-    def _dense(self, dim: int) -> bool:
-        return self.metric == "dense" and dim <= self.dense_max_dim
+    def _metric_kind(self, dim: int) -> str:
+        return "diagonal" if dim > self.dense_max_dim else self.metric
 
     # -- compiled pieces ---------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class TSMC:
         value_and_grad = jax.value_and_grad(path_target(ld, reference, beta), has_aux=True)
         aux = (state.log_start, state.log_likelihood, state.cost)
         z, _, (lp, ll, cost), step_size, length, moves, metric_info = rejuvenate(
-            rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._dense(dim),
+            rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._metric_kind(dim),
             state.step_size, state.num_leapfrog, self.move_settings,
         )
         cost_min, cost_mean = finite_min_mean(cost)

@@ -81,7 +81,7 @@ def test_adapted_moves_keep_an_exactly_sampled_gaussian():
     settings = MoveSettings(num_moves=None, max_moves=6, num_leapfrog=None, max_leapfrog=64,
                             target_correlation=0.5, target_accept=0.65, step_jitter=0.5)
     run = jax.jit(lambda key, z: rejuvenate(key, z, jnp.full((n,), 1.0 / n), (jnp.zeros(n), jnp.zeros(n)), value_and_grad,
-                                            resampling.systematic, True, jnp.asarray(0.5), jnp.asarray(8),
+                                            resampling.systematic, "dense", jnp.asarray(0.5), jnp.asarray(8),
                                             settings))
     moved, _, _, step, length, info, _ = run(jax.random.key(3), z)
     z = np.asarray(moved, dtype=np.float64)
