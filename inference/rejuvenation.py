@@ -7,16 +7,18 @@
   so the model's reverse pass is compiled once. With positions, gradients and weights in hand it
   fits the metric (``inference.metric``) and resamples;
 * pass 1, the first move: a *probe* when the trajectory length adapts (``inference.tuning``): it
-  integrates up to twice the previous stage's length, records the expected squared jump of every
-  shorter length, and the stage keeps the length with the most jump per gradient;
-* further moves with that integration time, until the particles have decorrelated from where the
-  stage started as far as the moves can decorrelate them (``tuning.moved_enough``) or
-  ``max_moves``; or exactly ``num_moves`` moves when the user fixed it.
+  integrates up to twice the previous stage's length, records what every shorter length would
+  have done, and the stage keeps the length that decorrelates the particles most per gradient;
+* further moves with that integration time (at least one after the probe), until the particles
+  have decorrelated from where the stage started as far as the moves can decorrelate them
+  (``tuning.moved_enough``) or ``max_moves``; or exactly ``num_moves`` moves when the user fixed
+  it.
 
 After every move the step size adapts toward ``target_accept`` (``tuning.next_step_size``); the
 integration time ``length * step`` chosen by the probe is kept, so the length follows the step.
 """
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -124,9 +126,13 @@ def rejuvenate(
     adaptive_length = settings.num_leapfrog is None
     max_passes = 1 + (settings.max_moves if settings.num_moves is None else settings.num_moves)
     buffer = settings.max_leapfrog if adaptive_length else 0
+    # At least one move; two when the first is a probe, whose length (twice the last choice) was
+    # not chosen for this stage: the second move runs the length the probe found.
+    min_passes = 3 if adaptive_length else 2
     probe_length = jnp.clip(2 * previous_length, 1, settings.max_leapfrog).astype(jnp.int32)
     fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
-    move = jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None, None, None))
+    move = jax.vmap(partial(hmc_move, watch=log_likelihood_of),
+                    in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None, None, None))
     key_resample, key_moves = jax.random.split(rng_key)
 
     def fit_and_resample(c: _Carry):
@@ -142,7 +148,7 @@ def rejuvenate(
     def keep_going(c: _Carry):
         more = c.index < max_passes
         if settings.num_moves is None:
-            more &= (c.index < 2) | ~moved_enough(c.correlation, settings.target_correlation)
+            more &= (c.index < min_passes) | ~moved_enough(c.correlation, settings.target_correlation)
         return more
 
     def one_pass(c: _Carry):
@@ -158,7 +164,8 @@ def rejuvenate(
         step = jnp.where(refresh, c.step_size, step)
         integration_time = c.integration_time
         if adaptive_length:
-            chosen = best_length(jnp.mean(info.path_jump, axis=0), probe_length)
+            chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
+                                 log_likelihood_of(c.aux), probe_length, c.spread)
             integration_time = jnp.where(probing, chosen * c.step_size, integration_time)
         next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
         moved = ~refresh
