@@ -39,6 +39,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost
+from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
 class CEMState(NamedTuple):
@@ -69,7 +70,8 @@ class CEM:
       min_std: floor on ``sigma``, so the search never collapses to a point. Default 1e-3.
       progress_bar: show a tqdm bar.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the final population, the elites
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``): the final population, the elites
     weighted uniformly and the rest zero; ``stats``: ``cost_min``, ``cost_mean`` of each iteration's
     population, ``std_mean`` (mean of ``sigma``), ``num_evaluations`` (model evaluations per
     iteration, the initial population's ``N`` counted in the first, so the sum is the total).
@@ -109,14 +111,19 @@ class CEM:
             min_std=self.min_std,
         )
 
-    def _init_state(self, args, kwargs, key):
+    def _init_state(self, args, kwargs, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         key, sub = jax.random.split(key)
-        z = ld.sample_prior(sub, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(sub, self.num_particles)
+            mean, std = jnp.mean(z, axis=0), jnp.std(z, axis=0)
+        else:  # a warm start: the given particles are the population and fix mu and sigma
+            given, finite = unconstrained(ld, init_values)
+            z = select_rows(given, finite, self.num_particles)
+            mean, std = finite_moments(given, finite)
         score, cost = _evaluate(ld, z)
         order = jnp.argsort(-score)  # stable: ties keep their order
-        std = jnp.maximum(jnp.std(z, axis=0), self.min_std)
-        return CEMState(key, jnp.mean(z, axis=0), std, z[order], score[order], cost[order])
+        return CEMState(key, mean, jnp.maximum(std, self.min_std), z[order], score[order], cost[order])
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -146,10 +153,17 @@ class CEM:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, **kwargs):
-        """Run CEM from the prior; see the class docstring for the result."""
+    def run(self, rng_key, *args, init=None, **kwargs):
+        """Run CEM from the prior, or from ``init``; see the class docstring for the result.
+
+        ``init``: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+        leading particle axis (>= 2 particles): they are the initial population (cycled or evenly
+        subsampled to ``num_particles``), and their mean and standard deviation (in the
+        unconstrained space, particles with a non-finite value skipped) the initial ``mu, sigma``.
+        """
         ld = log_density(self.model, *args, **kwargs)
-        state = self._init(args, kwargs, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, s, steps),
             state,

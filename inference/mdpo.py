@@ -84,6 +84,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost
+from ._warm import select_rows, site_values, unconstrained
 
 
 class SensitivityNoiseState(NamedTuple):
@@ -227,8 +228,8 @@ class MDPO:
         every non-scalar site. Other sites are one block each.
       progress_bar: show a tqdm bar.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result`` with the best iterate of every
-    restart as the particles (uniform weights, zero for restarts that never had a finite
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``) with the best iterate of every restart as the particles (uniform weights, zero for restarts that never had a finite
     objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates),
     ``noise_scale`` (iterations x blocks: the mean over restarts of ``sigma_k``, the standard
     deviation of the noise actually added, in unconstrained units), ``num_evaluations``
@@ -307,10 +308,13 @@ class MDPO:
             adaptive=self.adaptive_noise, key=key,
         )
 
-    def _init_state(self, args, kwargs, block_ids, num_blocks, key):
+    def _init_state(self, args, kwargs, block_ids, num_blocks, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         init_key, noise_key = jax.random.split(key)
-        z = ld.sample_prior(init_key, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(init_key, self.num_particles)
+        else:  # a warm start: the restarts begin at the given particles
+            z = select_rows(*unconstrained(ld, init_values), self.num_particles)
         opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
         n = self.num_particles
         inf = jnp.full((n,), jnp.inf, z.dtype)
@@ -347,11 +351,18 @@ class MDPO:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, **kwargs):
-        """Optimise from ``num_particles`` prior draws; see the class docstring for the result."""
+    def run(self, rng_key, *args, init=None, **kwargs):
+        """Optimise from ``num_particles`` prior draws, or from ``init``; see the class docstring.
+
+        ``init``: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+        leading particle axis (>= 2 particles): the restarts begin at those particles (cycled
+        when there are fewer than ``num_particles``, evenly spaced when more; particles with a
+        non-finite unconstrained value are skipped).
+        """
         ld = log_density(self.model, *args, **kwargs)
         block_ids, num_blocks, _ = time_blocks(ld, self.time_sites)
-        state = self._init(args, kwargs, block_ids, num_blocks, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, block_ids, num_blocks, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, block_ids, num_blocks, s, steps),
             state,
