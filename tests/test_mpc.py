@@ -165,3 +165,63 @@ def test_bad_input_gives_clear_errors():
         pc.mpc(NoWarmStart(), problem.x0, 2, key)
     loop = pc.mpc(NoWarmStart(), problem.x0, 2, key, warm_start=False)  # cold works
     assert loop.actions.shape == (2, 2)
+
+
+# -- the warm starts behind pc.mpc: run(..., init=...) of every algorithm ----------------------
+
+
+@pytest.fixture(scope="module")
+def small_lqr():
+    problem = models.get("lqr", horizon=3)
+    mean, _, _ = models.lqr.gaussian_target(horizon=3)
+    return pc.trajectory_model(problem), mean.reshape(3, 2)
+
+
+@pytest.mark.parametrize("cls", [GradientDescent, MDPO])
+def test_restarts_begin_at_the_given_particles(small_lqr, cls):
+    """One iteration keeps each restart's first iterate: exactly the given particles, cycled."""
+    model, _ = small_lqr
+    given = np.arange(18, dtype=np.float32).reshape(3, 3, 2) / 10
+    result = cls(model, num_particles=4, num_steps=1, progress_bar=False).run(jax.random.key(0), init={"controls": given})
+    np.testing.assert_allclose(result.samples["controls"], given[[0, 1, 2, 0]], rtol=1e-6)
+
+
+def test_cem_and_mppi_start_from_the_given_particles(small_lqr):
+    model, optimum = small_lqr
+    cost = lambda u: float(pc.log_density(model).evaluate(jnp.asarray(u, jnp.float32).ravel())[2]["cost"])
+    # CEM: the population and (mu, sigma) come from the given particles; all at one poor point,
+    # so sigma is min_std and one iteration stays there, while prior draws do far better.
+    poor = np.full((8, 3, 2), 3.0, np.float32)
+    cem = CEM(model, num_particles=16, num_steps=1, min_std=1e-4, progress_bar=False)
+    warm = float(cem.run(jax.random.key(0), init={"controls": poor}).samples["cost"].min())
+    assert warm == pytest.approx(cost(poor[0]), rel=1e-3)
+    assert float(cem.run(jax.random.key(0)).samples["cost"].min()) < 0.5 * warm
+    # MPPI: the nominal (sample 0 of the first population) is the given particles' mean.
+    spread = optimum + np.linspace(-1, 1, 8, dtype=np.float32)[:, None, None]
+    mppi = MPPI(model, num_particles=16, num_steps=1, progress_bar=False).run(jax.random.key(0), init={"controls": spread})
+    np.testing.assert_allclose(mppi.samples["controls"][0], optimum, rtol=1e-5, atol=1e-5)
+
+
+def test_nuts_starts_at_the_lowest_cost_particle():
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        pc.boltzmann(jnp.sum((x - 3.0) ** 2), temperature=1e-4)
+
+    init = {"x": np.array([[0.0, 0.0], [3.0, 3.0]], np.float32), "cost": np.array([18.0, 0.0])}
+    algo = NUTS(model, num_warmup=0, num_samples=4, progress_bar=False)
+    warm = algo.run(jax.random.key(0), init=init)  # no warm-up: the chain stays near its start
+    assert np.all(np.abs(warm.samples["x"] - 3.0) < 0.1)
+    cold = algo.run(jax.random.key(0))
+    assert np.all(np.abs(cold.samples["x"] - 3.0) > 1.0)
+
+
+def test_bad_warm_starts_give_clear_errors(small_lqr):
+    model, _ = small_lqr
+    for cls in (GradientDescent, CEM, MPPI):
+        algo = cls(model, num_particles=4, num_steps=1, progress_bar=False)
+        with pytest.raises(ValueError, match="latent site"):
+            algo.run(jax.random.key(0), init={"u": np.zeros((4, 3, 2))})
+        with pytest.raises(ValueError, match="shape"):
+            algo.run(jax.random.key(0), init={"controls": np.zeros((4, 2, 2))})
+        with pytest.raises(ValueError, match="finite"):
+            algo.run(jax.random.key(0), init={"controls": np.full((4, 3, 2), np.nan)})
