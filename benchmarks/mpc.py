@@ -274,7 +274,7 @@ def run_comparison(task_names, num_states, seed, quick) -> list[str]:
         print(f"== {name}: {task.description}", flush=True)
         descriptions.append(f"- {name}: {task.description}.")
         key = jax.random.key(seed)
-        target, budgets, planners = calibrate(task, methods, 8 if quick else 20, key)
+        target, budgets, planners = calibrate(task, methods, 8 if quick else 12, key)
         states = task.initial_states(jax.random.fold_in(key, 1), num_states)
         loops = evaluate(task, planners, states, jax.random.fold_in(key, 2))
         for m in methods:

@@ -225,3 +225,20 @@ def test_bad_warm_starts_give_clear_errors(small_lqr):
             algo.run(jax.random.key(0), init={"controls": np.zeros((4, 2, 2))})
         with pytest.raises(ValueError, match="finite"):
             algo.run(jax.random.key(0), init={"controls": np.full((4, 3, 2), np.nan)})
+
+
+def test_cli_mpc_writes_the_loop_and_its_plot(tmp_path, capsys):
+    import xarray as xr
+
+    from ppl_control.cli import main
+
+    run, png = tmp_path / "loop.nc", tmp_path / "loop.png"
+    status = main(["mpc", "lqr", "--method", "mppi", "--steps", "3", "--horizon", "3", "--particles", "8",
+                   "--iterations", "2", "--quiet", "--out", str(run), "--plot", str(png)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "closed loop by mppi (warm), 3 steps" in out and "ms/step" in out
+    assert png.stat().st_size > 5_000
+    assert xr.open_datatree(run)["closed_loop"].sizes["step"] == 3
+    assert main(["mpc", "lqr", "--method", "annealing"]) == 2
+    assert "unknown method" in capsys.readouterr().err
