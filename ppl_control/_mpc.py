@@ -11,8 +11,8 @@ plan, and the real system moves on::
 *Warm starts.* The previous step's particles are an excellent proposal for the next problem once
 shifted by one step: the time axis of the ``controls`` site drops its first row (the action just
 applied) and gains a new last row. The new row repeats the old last one (``shift="repeat"``, the
-default: on pendulum and cartpole it gave the same closed-loop cost as a prior draw in fewer
-TSMC stages per step, see BENCHMARKS.md) or is drawn from the model's prior (``shift="prior"``).
+default) or is drawn from the model's prior (``shift="prior"``); BENCHMARKS.md ("MPC: warm-start
+settings of TSMC") compares the two on pendulum and cart-pole.
 Weighted particle sets (MPPI's, CEM's elites) are first resampled to equal weights, so every
 algorithm receives the particles its previous answer stood for. What an algorithm does with them
 is its own business (TSMC tempers from a Gaussian fitted to them, so its log evidence stays the
