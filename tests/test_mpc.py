@@ -156,7 +156,10 @@ def test_bad_input_gives_clear_errors():
         pc.mpc(MPPI(plain_model, progress_bar=False), problem.x0, 2, key)
 
     class NoWarmStart:
-        method, model = "custom", planner.model
+        method = "custom"
+
+        def __init__(self):
+            self.model = planner.model
 
         def run(self, rng_key, *args):
             return planner.run(rng_key, *args)
