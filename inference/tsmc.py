@@ -24,7 +24,6 @@ The stage is one compiled function; a run is a short Python loop over stages (te
 the progress bar and the optional checkpoint.
 """
 
-import hashlib
 import math
 import warnings
 from typing import NamedTuple
@@ -53,7 +52,7 @@ from ._common import (
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
-from .warm_start import as_site_values, fit_reference
+from .warm_start import as_site_values, fit_reference, init_digest
 
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
 # stages start from what the previous one chose.
@@ -347,7 +346,7 @@ class TSMC:
         if init is not None:
             names = log_density(self.model, *model_args, **model_kwargs).latent_names
             values = as_site_values(init, names)
-            fingerprint["init"] = hashlib.sha1(b"".join(v.tobytes() for v in values.values())).hexdigest()
+            fingerprint["init"] = init_digest(values)
             reference = self._fit_reference(values, model_args, model_kwargs)
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:

@@ -17,6 +17,7 @@ The covariance is the particle covariance shrunk toward its diagonal as far as i
 tails light.
 """
 
+import hashlib
 from typing import NamedTuple
 
 import jax
@@ -65,6 +66,15 @@ def fit_reference(particles: jax.Array, spread: float) -> GaussianReference:
     factor = jnp.where(jnp.all(jnp.isfinite(factor)), factor, jnp.diag(jnp.sqrt(jnp.diag(cov))))
     eye = jnp.eye(factor.shape[0], dtype=factor.dtype)
     return GaussianReference(mean, factor, jax.scipy.linalg.solve_triangular(factor, eye, lower=True))
+
+
+def init_digest(values: dict) -> str:
+    """A short digest of a warm start's site values, for checkpoint fingerprints."""
+    digest = hashlib.sha1()
+    for name in sorted(values):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(values[name]).tobytes())
+    return digest.hexdigest()
 
 
 def as_site_values(init, latent_names) -> dict:
