@@ -765,7 +765,11 @@ def cmd_demo(args) -> int:
 
 def _add_mpc_parser(sub) -> None:
     mpc = sub.add_parser("mpc", help="receding-horizon control: re-plan by inference at every step")
-    mpc.add_argument("problem", help="a name from `ppl-control list`")
+    mpc.add_argument("problem", help="a name from `ppl-control list`, or file.py:function / module:function "
+                     "naming a model built by pc.trajectory_model (it takes the measured state and carries "
+                     ".problem, whose dynamics are the true system)")
+    mpc.add_argument("--temperature", type=float, default=None,
+                     help="the Boltzmann temperature of a ready-made problem (default: the problem's)")
     mpc.add_argument("--method", default="tsmc", help=f"one of {', '.join(METHODS)} (default tsmc)")
     mpc.add_argument("--steps", type=_positive_int, default=100, help="control steps (default 100)")
     mpc.add_argument("--horizon", type=_positive_int, default=None, help="planning horizon (default: the problem's)")
@@ -792,8 +796,14 @@ def cmd_mpc(args) -> int:
     from ppl_control import plots
 
     _check_choice("method", args.method, METHODS)
-    problem = _problem(args.problem, args.horizon)
-    algorithm = make_algorithm(args.method, pc.trajectory_model(problem), particles=args.particles,
+    spec = resolve_model(args.problem, temperature=args.temperature, horizon=args.horizon)
+    if spec.problem is None:
+        raise UsageError(
+            f"{args.problem}: mpc needs the ControlProblem behind the model, whose dynamics are the true "
+            "system: build the model with pc.trajectory_model(problem), which takes the measured state as "
+            "its first argument and carries .problem")
+    problem = spec.problem
+    algorithm = make_algorithm(args.method, spec.model, particles=args.particles,
                                steps=args.iterations, moves=args.moves, leapfrog=args.leapfrog,
                                max_stages=args.max_stages, progress_bar=False)
     start = time.perf_counter()
