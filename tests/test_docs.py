@@ -43,7 +43,7 @@ def test_site_builds_strict_with_the_api_reference(site):
     api = _text(site, "api/inference")
     for name in ("TSMC", "MDPO", "GradientDescent", "CEM", "MPPI", "NUTS"):
         assert f'id="ppl_control.inference.{name}"' in api
-    assert "Tempered SMC with HMC moves" in api  # the class docstring, rendered
+    assert "Tempered SMC with self-tuning HMC moves" in api  # the class docstring, rendered
     assert 'id="ppl_control.trajectory_model"' in _text(site, "api/model")
     assert "examples/custom_problem.py" in _text(site, "examples")
 
