@@ -257,8 +257,9 @@ def policy_model(problem: ControlProblem, policy: eqx.Module, initial_states: An
       policy; BENCHMARKS.md measures the bias against its closed form on a noisy LQ.
 
     Redrawing the noise at every TSMC stage is not offered: it would need the sampler's help (the
-    incremental weights then carry ``exp(-beta (J_new - J_old) / lambda)`` and the ESS they cost),
-    and at ``beta = 1`` the target would still be the sample average over the last draw.
+    incremental weights then carry ``exp(-beta (J_new - J_old) / lambda)``, and BENCHMARKS.md
+    measures the ESS that costs at ``beta = 1``), and the final target would still be the sample
+    average over the last draw, no better than ``"common"`` with as many sequences.
 
     Args:
       problem: the ``ControlProblem``; ``problem.x0`` fixes the shape of one state.
