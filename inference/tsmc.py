@@ -37,6 +37,7 @@ from jax.scipy.special import logsumexp
 from ppl_control import log_density
 
 from . import checkpoint as checkpointing
+from ._blas import single_threaded_blas
 from . import resampling as resampling_schemes
 from ._common import (
     check_fraction,
@@ -357,7 +358,7 @@ class TSMC:
             raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
-        with progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
+        with single_threaded_blas(), progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
             bar.update(float(state.beta))
             while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
                 previous_beta = float(state.beta)
