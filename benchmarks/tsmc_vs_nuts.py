@@ -180,7 +180,7 @@ def measure(run, seeds):
 
 METHODS = {
     "TSMC (defaults)": lambda model: tsmc_runner(model),
-    "TSMC (fixed 5 x 10, previous defaults)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
+    "TSMC (previous defaults: 5 moves x 10 leapfrog)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
     "TSMC (metric from positions only)": lambda model: tsmc_runner(model, metric="covariance"),
     "NUTS (NumPyro 300 + 300)": nuts_runner,
     "Adam multi-start (256 x 1000)": gradient_descent_runner,
