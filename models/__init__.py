@@ -11,7 +11,8 @@ from ppl_control import ControlProblem
 
 # Registered problem modules, in the order ``names()`` lists them. Brax environments are reached
 # through ``models.brax.problem(env_name)`` and are not in this list (they need an env name).
-_PROBLEMS = ("lqr", "pendulum", "cartpole", "acrobot", "double_integrator", "navigation", "unicycle", "reservoir")
+_PROBLEMS = ("lqr", "pendulum", "cartpole", "acrobot", "double_integrator", "navigation", "unicycle", "reservoir",
+             "pusher_slider")
 
 
 def names() -> tuple[str, ...]:
