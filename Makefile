@@ -5,6 +5,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
+RDDL_STAMP := $(VENV)/.installed-rddl
+
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -c 'import sys; assert sys.version_info >= (3, 12), "ppl_control needs Python >= 3.12, got " + sys.version'
@@ -12,13 +14,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# the rddl extra (models.rddl and its tests, the JaxPlan benchmark): pyRDDLGym-jax, rddlrepository
+$(RDDL_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,rddl]'
+	@touch $(RDDL_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/ppl-control demo
 
-test: $(STAMP)
+test: $(STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m benchmarks.run_all
 
 clean:
