@@ -3,7 +3,8 @@
     from ppl_control.models import rddl
     problem = rddl.problem("Reservoir_Continuous", "1")      # horizon: the instance's (120)
     problem.cost(controls)                                   # minus the return, differentiable
-    rddl.evaluate(problem, controls, episodes=10, rng_key=jax.random.key(0))   # the real env
+    result = MDPO(rddl.trajectory_model(problem)).run(jax.random.key(0))
+    rddl.evaluate(problem, result.best()["controls"], episodes=10, rng_key=jax.random.key(1))
 
 Needs the ``rddl`` extra (``pip install 'ppl_control[rddl]'``: pyRDDLGym-jax and rddlrepository,
 which ships the domain files, so nothing is downloaded). ``domains()`` lists the domains.
@@ -17,14 +18,16 @@ Its keyword arguments (``sigmoid_weight`` and friends) are those of the configur
 ships for the domain (``jaxplan_config``), updated by ``compiler_kwargs``. ``relaxed=False``
 compiles the exact model instead (JaxPlan's test-time compiler), for gradient-free methods.
 
-State: a pytree ``{"fluents": {name: (K, ...)}, "key": (K, 2) uint32, "reward": (),
+State: a pytree ``{"fluents": {name: (K, ...)}, "key": (K, 2) uint32, "reward": (K,),
 "discount": ()}``: the domain's state fluents for ``K`` noise scenarios, each scenario's PRNG key,
-the discounted reward of the transition that produced the state (0 at ``x_0``) and the discount
-``gamma^t`` still to apply. ``step`` runs the compiled transition once per scenario; the stage cost
-is ``-reward`` of the state, the terminal cost ``-reward`` of ``x_T``, so the cost of a plan is
-minus its discounted return ``sum_t gamma^t r_t``, averaged over the scenarios (like Brax's
-``-reward`` cost in ``models.brax``). ``observe(state)`` is the state fluents averaged over the
-scenarios, flattened.
+the discounted reward of the transition that produced the state in each scenario (0 at ``x_0``)
+and the discount ``gamma^t`` still to apply. ``step`` runs the compiled transition once per
+scenario; the stage cost is minus the state's reward averaged over the scenarios, the terminal
+cost the same of ``x_T``, so the cost of a plan is minus its discounted return ``sum_t gamma^t
+r_t``, averaged over the scenarios (like Brax's ``-reward`` cost in ``models.brax``). Terminal
+states (RDDL ``termination``) are not applied: every rollout runs ``horizon`` steps, as JaxPlan's
+planning rollouts do. ``observe(state)`` is the state fluents averaged over the scenarios,
+flattened.
 
 Controls: one row per decision epoch, holding every action fluent flattened in the domain's order
 (``problem.actions`` lists ``(name, shape, range)``; ``action_dict`` splits a row). Bounds come
@@ -39,7 +42,10 @@ Noise: stochastic domains keep their randomness as explicit noise, common random
 num_scenarios`` PRNG keys drawn once from ``seed`` live in ``x_0``, every rollout replays the same
 ``K`` noise sequences, and the cost is the sample-average approximation of the expected cost (the
 same idea as ``policy_model``'s fixed set of initial states). The default ``K`` is 1 for a
-deterministic domain and ``DEFAULT_SCENARIOS`` otherwise; a domain counts as deterministic when
+deterministic domain and ``DEFAULT_SCENARIOS`` (32, JaxPlan's training batch) otherwise: an
+optimiser fits the ``K`` scenarios it sees, and with few of them the plan it finds is worse on
+fresh noise than its cost says (BENCHMARKS.md, "RDDL domains beside JaxPlan", measures ``K``). A
+domain counts as deterministic when
 it has no random expression, or when the compiled model gives the same rewards under two keys for
 random plans (HVAC's ``Bernoulli(1 - P-SWITCH)`` with ``P-SWITCH = 0``, say). ``seed`` picks other
 scenarios; ``evaluate`` scores a plan on fresh noise.
@@ -50,6 +56,10 @@ middle of the box, three uniform random plans). At ``beta = 1`` the tilted targe
 is about ``dim * temperature / 2`` above its optimum, so this keeps it near
 ``DEFAULT_RELATIVE_TEMPERATURE / 2`` of the scale of a known plan's cost, whatever the domain's
 reward units.
+
+Prior: ``trajectory_model(problem)`` is ``pc.trajectory_model`` with the prior centred on the
+domain's no-op action (``problem.noop``, the RDDL default action) instead of the middle of the
+box; its docstring says why.
 
 ``evaluate`` runs a plan open loop on pyRDDLGym's own environment (numpy simulator, the real
 non-relaxed stochastic model) for ``episodes`` episodes and reports the mean, standard deviation
@@ -69,11 +79,14 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 
-from ppl_control import ControlProblem
+from ppl_control import ControlProblem, boltzmann
 
 EXTRA_HINT = "install the extra: pip install 'ppl_control[rddl]' (pyRDDLGym-jax and rddlrepository)"
-DEFAULT_SCENARIOS = 8
+DEFAULT_SCENARIOS = 32
+DEFAULT_PRIOR_SCALE = 0.1
 DEFAULT_UNBOUNDED_LIMIT = 1000.0
 DEFAULT_RELATIVE_TEMPERATURE = 0.01
 
@@ -227,6 +240,7 @@ class RDDLProblem(ControlProblem):
       actions: ``((name, shape, range), ...)``: the action fluents, in the order of a control row.
       domain_bounds: ``(low, high)`` of shape ``(action_dim,)``: the domain's own action bounds
         (``inf`` where it has none); ``action_bounds`` is the finite box the problem uses.
+      noop: ``(action_dim,)``: the domain's default ("no-op") action, clipped to the box.
       num_scenarios: ``K``, the noise scenarios the cost averages over (1: deterministic).
       discount: the instance's discount factor.
       relaxed: whether the relaxed (JaxPlan) compiler built the model.
@@ -236,6 +250,7 @@ class RDDLProblem(ControlProblem):
     instance: str = ""
     actions: tuple = ()
     domain_bounds: tuple | None = None
+    noop: np.ndarray | None = None
     num_scenarios: int = 1
     discount: float = 1.0
     relaxed: bool = True
@@ -253,6 +268,38 @@ def split_row(actions, row) -> dict:
         out[name] = jnp.reshape(row[..., start:start + size], row.shape[:-1] + tuple(shape))
         start += size
     return out
+
+
+def trajectory_model(problem: RDDLProblem, temperature: float | None = None,
+                     prior_scale: float = DEFAULT_PRIOR_SCALE):
+    """``pc.trajectory_model`` with the prior centred on the domain's no-op action.
+
+    The latent ``"controls"`` has the prior ``TruncatedNormal(noop, prior_scale * (high - low))``
+    on the box, independently per entry, and the cost enters through ``pc.boltzmann``. Planning
+    domains often have a good region next to doing nothing and flat regions far from it (a
+    reservoir released faster than it fills: ``min[level, release]`` takes no gradient from the
+    release), and JaxPlan starts its plans at zero for that reason; the box-centred prior of
+    ``pc.trajectory_model`` starts every particle in the middle of the box instead (measured in
+    BENCHMARKS.md, "RDDL domains beside JaxPlan").
+    """
+    if not isinstance(problem, RDDLProblem):
+        raise ValueError(f"trajectory_model needs a problem built by models.rddl.problem, got {type(problem).__name__}")
+    if not prior_scale > 0:
+        raise ValueError(f"prior_scale must be positive, got {prior_scale!r}")
+    temperature = problem.temperature if temperature is None else float(temperature)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    dtype = problem.x0["reward"].dtype
+    low, high = (jnp.broadcast_to(jnp.asarray(b, dtype), problem.controls_shape) for b in problem.action_bounds)
+    loc = jnp.broadcast_to(jnp.asarray(problem.noop, dtype), problem.controls_shape)
+    prior = dist.TruncatedNormal(loc, prior_scale * (high - low), low=low, high=high).to_event(2)
+
+    def model():
+        controls = numpyro.sample("controls", prior)
+        boltzmann(problem.cost(controls), temperature)
+
+    model.problem = problem
+    return model
 
 
 def _action_layout(model, compiled, action_bounds: dict, limit: float):
@@ -382,19 +429,20 @@ def problem(domain: str, instance, horizon: int | None = None, *, num_scenarios:
         fluents = {n: jnp.broadcast_to(jnp.asarray(v), (k,) + v.shape) for n, v in fluents0.items()}
         return dict(fluents=fluents, key=keys, reward=jnp.zeros((k,), real), discount=jnp.ones((), real))
 
+    noop = np.clip(np.concatenate([np.ravel(compiled.init_values[name]) for name, _, _ in actions]), low, high)
+
     def build(k, temp):
         box = (jnp.asarray(low, real), jnp.asarray(high, real))
         return RDDLProblem(
             step=step, stage_cost=stage_cost, terminal_cost=terminal_cost, x0=initial_state(k), horizon=horizon,
             action_dim=len(low), name=f"rddl.{domain}.{instance}", action_bounds=box, observe=observe,
             temperature=temp, domain=domain, instance=instance, actions=actions,
-            domain_bounds=(domain_low, domain_high), num_scenarios=k, discount=gamma, relaxed=relaxed,
+            domain_bounds=(domain_low, domain_high), noop=noop, num_scenarios=k, discount=gamma, relaxed=relaxed,
         )
 
     random = _has_random_expression(model)
     if temperature is not None and (num_scenarios is not None or not random):
         return build(int(num_scenarios or 1), float(temperature))
-    noop = np.clip(np.concatenate([np.ravel(compiled.init_values[name]) for name, _, _ in actions]), low, high)
     best_cost, noise_seen = _probe(build(2, 1.0), noop, low, high)
     if num_scenarios is None:
         num_scenarios = DEFAULT_SCENARIOS if random and noise_seen else 1

@@ -164,3 +164,23 @@ def test_evaluate_plays_the_domains_bounds_not_the_problems_box():
     wide_cost, boxed_cost = jax.jit(lambda p: (wide.cost(p), boxed.cost(p)))(jnp.asarray(plan))
     assert played == pytest.approx(-float(wide_cost), rel=1e-4)
     assert played != pytest.approx(-float(boxed_cost), rel=1e-4)
+
+
+def test_trajectory_model_centres_the_prior_on_the_noop():
+    import numpyro
+    from numpyro import handlers
+
+    problem = rddl.problem("HVAC_ippc2023", "1", 6, temperature=2.0)
+    np.testing.assert_allclose(problem.noop, [1.0, 1.0, 0.0, 0.0, 0.0])  # fan-in 1, heat-input 0 (the RDDL defaults)
+    model = rddl.trajectory_model(problem, prior_scale=0.01)
+    trace = handlers.trace(handlers.seed(model, jax.random.key(11))).get_trace()
+    prior, controls = trace["controls"]["fn"], trace["controls"]["value"]
+    assert not trace["controls"]["is_observed"] and controls.shape == problem.controls_shape
+    np.testing.assert_allclose(np.asarray(prior.base_dist.base_dist.loc), np.broadcast_to(problem.noop, problem.controls_shape))
+    assert np.all(np.abs(np.asarray(controls) - problem.noop) < 0.05 * 1000.0 + 1e-3)  # within 5 scale units
+    assert float(trace["cost"]["value"]) == pytest.approx(float(problem.cost(controls)), rel=1e-6)
+    log_joint = numpyro.infer.util.log_density(model, (), {}, {"controls": controls})[0]
+    expected = prior.log_prob(controls) - problem.cost(controls) / 2.0
+    assert float(log_joint) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="models.rddl.problem"):
+        rddl.trajectory_model(pc.ControlProblem(lambda x, a: x, lambda x, a: 0.0, lambda x: 0.0, 0.0, 4, 1, "x"))
