@@ -4,7 +4,7 @@
 ``--seeds`` runs of each algorithm with a fixed modest budget. Reported per algorithm: the best
 particle's cost (median, min and max over the seeds) and its gap to the module's reference cost,
 how many of the seeds' best particles turn each way (the goal is mirror symmetric: two optimal
-pushes, a left and a right turn), the share of all returned particles (weighted) that turn left,
+pushes, a left and a right turn), the share of each run's particles (weighted) that turn left,
 gradient or cost evaluations per run, and wall time (the first run compiles; the others reuse it).
 
 Budgets (the same as ``compare_algorithms``'s, about 1,600 to 6,000 evaluations):
@@ -70,7 +70,7 @@ def measure(problem, seeds):
             work = evaluations(method, result, config)
             print(f"{method} seed {seed}: best {cost[i]:.4f} (turns {'left' if headings[i] > 0 else 'right'}), "
                   f"{left_share[-1]:.0%} of the particles turn left, {times[-1]:.1f} s", flush=True)
-        rows[method] = dict(best=np.array(best), left_best=left_best, left_share=np.mean(left_share),
+        rows[method] = dict(best=np.array(best), left_best=left_best, left_share=left_share,
                             first=times[0], later=np.median(times[1:]) if seeds > 1 else np.nan, work=work)
     return rows
 
@@ -84,11 +84,12 @@ def table(rows, problem, args) -> str:
         f"decision variables, temperature {problem.temperature:g}, reference cost {reference} (Adam polishing "
         "from TSMC particles, see the module). Budgets in `benchmarks/pusher_slider.py`'s docstring. "
         "`best turns left/right`: how many seeds' best particle ends turning each way (the goal is "
-        "mirror symmetric, both are optimal); `left share`: the weighted share of all returned "
-        "particles that turn left, averaged over the seeds (a sampler that holds both modes sits near 50%).",
+        "mirror symmetric, both are optimal); `left share per seed`: the weighted share of each run's "
+        "returned particles that turn left (a run that holds both modes sits near 50%; 0% or 100% "
+        "is a run that kept one).",
         "",
         "| algorithm | best cost (median) | min | max | gap to reference (median) | best turns left/right | "
-        "left share | evaluations / run | 1st run s | later runs s |",
+        "left share per seed | evaluations / run | 1st run s | later runs s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in rows.items():
@@ -96,7 +97,8 @@ def table(rows, problem, args) -> str:
         gap = f"{100 * (median - reference) / reference:.1f}%" if reference else ""
         lines.append(
             f"| {method} | {median:.4f} | {r['best'].min():.4f} | {r['best'].max():.4f} | {gap} | "
-            f"{r['left_best']}/{args.seeds - r['left_best']} | {100 * r['left_share']:.0f}% | {r['work']} | "
+            f"{r['left_best']}/{args.seeds - r['left_best']} | {', '.join(f'{100 * x:.0f}%' for x in r['left_share'])} | "
+            f"{r['work']} | "
             f"{r['first']:.1f} | {r['later']:.1f} |"
         )
     return "\n".join(lines) + "\n"

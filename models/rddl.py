@@ -36,19 +36,20 @@ from the domain's box preconditions; a side the domain leaves open gets
 ``[-limit, limit]``), and ``action_bounds={name: (low, high)}`` overrides a fluent's box. Boolean
 and integer actions are relaxed to real numbers in their box (``evaluate`` thresholds booleans at
 1/2 and rounds integers, as JaxPlan does at test time); a domain whose actions are all discrete is
-rejected.
+rejected. Action preconditions other than boxes, and ``max-nondef-actions``, are not enforced (nor
+are they by JaxPlan's straight-line plans on real-valued actions).
 
 Noise: stochastic domains keep their randomness as explicit noise, common random numbers: ``K =
 num_scenarios`` PRNG keys drawn once from ``seed`` live in ``x_0``, every rollout replays the same
 ``K`` noise sequences, and the cost is the sample-average approximation of the expected cost (the
 same idea as ``policy_model``'s fixed set of initial states). The default ``K`` is 1 for a
-deterministic domain and ``DEFAULT_SCENARIOS`` (32, JaxPlan's training batch) otherwise: an
-optimiser fits the ``K`` scenarios it sees, and with few of them the plan it finds is worse on
-fresh noise than its cost says (BENCHMARKS.md, "RDDL domains beside JaxPlan", measures ``K``). A
-domain counts as deterministic when
-it has no random expression, or when the compiled model gives the same rewards under two keys for
-random plans (HVAC's ``Bernoulli(1 - P-SWITCH)`` with ``P-SWITCH = 0``, say). ``seed`` picks other
-scenarios; ``evaluate`` scores a plan on fresh noise.
+deterministic domain and ``DEFAULT_SCENARIOS`` otherwise: an optimiser fits the ``K`` scenarios
+it sees, so with few of them its plan does worse on fresh noise than its cost says
+(BENCHMARKS.md, "RDDL domains beside JaxPlan", measures ``K``; JaxPlan draws fresh noise at every
+step instead). A domain counts as deterministic when it has no random expression, or when the
+compiled model gives the same rewards under two keys for random plans (HVAC's ``Bernoulli(1 -
+P-SWITCH)`` with ``P-SWITCH = 0``, say). ``seed`` picks other scenarios; ``evaluate`` scores a
+plan on fresh noise.
 
 Temperature: unless given, ``max(|J_probe|, 1) * DEFAULT_RELATIVE_TEMPERATURE / (horizon *
 action_dim)`` with ``J_probe`` the lowest cost among five probe plans (the domain's no-op, the
@@ -395,6 +396,7 @@ def problem(domain: str, instance, horizon: int | None = None, *, num_scenarios:
     _, nonfluents = compiled.split_fluent_nonfluent(compiled.init_values)
     nonfluents = {k: jnp.asarray(v) for k, v in nonfluents.items()}
     relax_params = compiled.model_aux["params"]
+
     def to_model_actions(row):
         acts = split_row(actions, jnp.asarray(row, real))
         if relaxed:
