@@ -56,9 +56,9 @@ its heading 0.15, the start 82.5.
 
 Default horizon 50 steps (5 s), ``max_speed = 0.1`` m/s, pusher friction ``mu_p = 0.3``,
 sharpness 50, temperature 0.005 (the tilted target's cost spread, about ``dim * temperature / 2
-= 0.25``, is half the optimum's 0.5; TSMC's default budget ends 6-8% above the reference with
-particles in both modes). Prior draws cost about 20 (the start 82.5); Adam from 16 of them
-reaches 0.505-0.518, half turning each way.
+= 0.25``, is half the optimum's 0.5). Prior draws cost about 20 (the start 82.5). On
+``benchmarks/pusher_slider.py``'s budgets (BENCHMARKS.md, "Pusher-slider") TSMC's and gradient
+descent's best particles end 4-8% above the reference, and both turns occur among the seeds.
 Reference cost: ``REFERENCE_COST`` (how it was found is written beside it).
 """
 
