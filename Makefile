@@ -2,10 +2,10 @@
 PYTHON ?= $(shell command -v python3.12 || echo python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
-
-.PHONY: demo test bench clean
-
+DOCS_STAMP := $(VENV)/.installed-docs
 RDDL_STAMP := $(VENV)/.installed-rddl
+
+.PHONY: demo test bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# The docs extra (mkdocs, mkdocstrings): for `make docs`, and for `make test` (tests/test_docs.py).
+$(DOCS_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
 
 # the rddl extra (models.rddl and its tests, the JaxPlan benchmark): pyRDDLGym-jax, rddlrepository
 $(RDDL_STAMP): $(STAMP)
@@ -22,11 +27,14 @@ $(RDDL_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ppl-control demo
 
-test: $(STAMP) $(RDDL_STAMP)
+test: $(DOCS_STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m benchmarks.run_all
 
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict   # -> build/site
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache build/site build/api-source

@@ -13,6 +13,8 @@ BENCHMARKS = [
     ("benchmarks.reference_costs", ["--write"]),
     ("benchmarks.compare_algorithms", ["--write"]),
     ("benchmarks.policy_brax", ["--write"]),
+    ("benchmarks.mpc", ["--write"]),
+    ("benchmarks.policy_noise", ["--write"]),
     ("benchmarks.pusher_slider", ["--write"]),
     ("benchmarks.rddl_vs_jaxplan", ["--write"]),  # needs the rddl extra (make bench installs it)
 ]

@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -96,15 +97,71 @@ def raise_if_all_nonfinite(values, what: str, method: str) -> None:
         )
 
 
+def check_progress_bar(value) -> bool | str:
+    """``progress_bar`` as given: ``True``, ``False`` or ``"auto"`` (see ``show_progress``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value == "auto":
+        return "auto"
+    raise ValueError(f"progress_bar must be True, False or 'auto', got {value!r}")
+
+
+def show_progress(progress_bar, stream=None) -> bool:
+    """Whether a progress bar is drawn.
+
+    ``True`` and ``False`` are obeyed. ``"auto"`` (the algorithms' default) draws a bar only
+    where someone watches it: when ``stream`` (default ``sys.stderr``, where tqdm writes) is a
+    terminal, or in a Jupyter kernel (tqdm's notebook widget). A pipe, a file or a CI log gets
+    no bar, as tqdm's own ``disable=None`` does, so logs stay readable.
+    """
+    progress_bar = check_progress_bar(progress_bar)
+    if progress_bar != "auto":
+        return progress_bar
+    if _in_notebook():
+        return True
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream
+        return False
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (tqdm.autonotebook's own test), which draws bars although its
+    stderr is not a terminal: a widget with ipywidgets, carriage returns it renders otherwise."""
+    return "ipykernel.zmqshell" in sys.modules
+
+
 @contextlib.contextmanager
-def progress(total: int, desc: str, enabled: bool):
-    """A tqdm bar (or a silent stand-in) with ``update(n)`` and ``set_postfix_str(s)``."""
-    if not enabled:
+def progress(total, desc: str, enabled="auto", *, quantity: str | None = None):
+    """A tqdm bar, or a silent stand-in, with ``update(n)``, ``set_description_str(s)`` and
+    ``set_postfix_str(s)``; ``bar.disable`` tells which one it is.
+
+    Args:
+      total: the count the bar fills up to (iterations, say), or the end of a continuous
+        quantity (``1.0`` for a temperature ``beta`` in ``[0, 1]``).
+      desc: the label in front of the bar.
+      enabled: ``True``, ``False`` or ``"auto"``; see ``show_progress``.
+      quantity: for a continuous quantity, its name: the bar then reads
+        ``desc: 43%|####      | beta=0.430 [00:05, postfix]``, its value instead of a count and
+        no rate (an it/s over ``beta`` means nothing). Advance it with ``update(increment)``.
+
+    A bar forced on (``enabled=True``) where no terminal watches it redraws at most every
+    ``10`` seconds, so a log gets a few lines rather than hundreds of fragments.
+    """
+    if not show_progress(enabled):
         yield _SilentBar()
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, leave=True, dynamic_ncols=True)
+    options = dict(total=total, desc=desc, leave=True, dynamic_ncols=True)
+    if quantity is not None:
+        name = quantity.replace("{", "{{").replace("}", "}}")
+        options["bar_format"] = "{desc}: {percentage:3.0f}%|{bar}| " + name + "={n:.3f} [{elapsed}{postfix}]"
+    if not show_progress("auto"):
+        options["mininterval"] = 10.0
+    bar = tqdm(**options)
     try:
         yield bar
     finally:
@@ -112,13 +169,15 @@ def progress(total: int, desc: str, enabled: bool):
 
 
 class _SilentBar:
+    disable = True
+
     def update(self, n=1):
         pass
 
-    def set_postfix_str(self, s, refresh=True):
+    def set_postfix_str(self, s="", refresh=True):
         pass
 
-    def set_description_str(self, s, refresh=True):
+    def set_description_str(self, desc=None, refresh=True):
         pass
 
 

@@ -31,6 +31,7 @@ from ppl_control import log_density
 
 from ._common import (
     check_num_particles,
+    check_progress_bar,
     check_positive,
     check_positive_int,
     check_unit_interval,
@@ -38,7 +39,8 @@ from ._common import (
     particles_to_result,
     raise_if_all_nonfinite,
 )
-from ._iterate import iterate, objective_and_cost
+from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
 class CEMState(NamedTuple):
@@ -67,9 +69,11 @@ class CEM:
         (1 is classic CEM). Default 0.5.
       elite_fraction: the fraction of the population kept as elites, in ``(0, 1)``. Default 0.2.
       min_std: floor on ``sigma``, so the search never collapses to a point. Default 1e-3.
-      progress_bar: show a tqdm bar.
+      progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
+        a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the final population, the elites
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``): the final population, the elites
     weighted uniformly and the rest zero; ``stats``: ``cost_min``, ``cost_mean`` of each iteration's
     population, ``std_mean`` (mean of ``sigma``), ``num_evaluations`` (model evaluations per
     iteration, the initial population's ``N`` counted in the first, so the sum is the total).
@@ -85,7 +89,7 @@ class CEM:
         learning_rate: float = 0.5,
         elite_fraction: float = 0.2,
         min_std: float = 1e-3,
-        progress_bar: bool = True,
+        progress_bar: bool | str = "auto",
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
@@ -93,7 +97,7 @@ class CEM:
         self.learning_rate = check_unit_interval("learning_rate", learning_rate, closed_high=True)
         self.elite_fraction = check_unit_interval("elite_fraction", elite_fraction)
         self.min_std = check_positive("min_std", min_std)
-        self.progress_bar = bool(progress_bar)
+        self.progress_bar = check_progress_bar(progress_bar)
         self.num_elites = min(max(math.ceil(self.elite_fraction * self.num_particles), 1), self.num_particles - 1)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
@@ -109,14 +113,19 @@ class CEM:
             min_std=self.min_std,
         )
 
-    def _init_state(self, args, kwargs, key):
+    def _init_state(self, args, kwargs, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         key, sub = jax.random.split(key)
-        z = ld.sample_prior(sub, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(sub, self.num_particles)
+            mean, std = jnp.mean(z, axis=0), jnp.std(z, axis=0)
+        else:  # a warm start: the given particles are the population and fix mu and sigma
+            given, finite = unconstrained(ld, init_values)
+            z = select_rows(given, finite, self.num_particles)
+            mean, std = finite_moments(given, finite)
         score, cost = _evaluate(ld, z)
         order = jnp.argsort(-score)  # stable: ties keep their order
-        std = jnp.maximum(jnp.std(z, axis=0), self.min_std)
-        return CEMState(key, jnp.mean(z, axis=0), std, z[order], score[order], cost[order])
+        return CEMState(key, mean, jnp.maximum(std, self.min_std), z[order], score[order], cost[order])
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -146,10 +155,25 @@ class CEM:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, **kwargs):
-        """Run CEM from the prior; see the class docstring for the result."""
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Run CEM from the prior, or from ``init``; see the class docstring for the result.
+
+        Args:
+          rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
+          *args: positional arguments of the model.
+          **kwargs: keyword arguments of the model.
+          init: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (>= 2 particles): they are the initial population (cycled or
+            evenly subsampled to ``num_particles``), and their mean and standard deviation (in
+            the unconstrained space, particles with a non-finite value skipped) the initial
+            ``mu, sigma``.
+          checkpoint: a file path; the state is saved there after every compiled chunk of
+            iterations (about every ``num_steps / 20``), and a run started with an existing
+            checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
+        """
         ld = log_density(self.model, *args, **kwargs)
-        state = self._init(args, kwargs, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, s, steps),
             state,
@@ -157,6 +181,8 @@ class CEM:
             desc=self.method,
             progress_bar=self.progress_bar,
             postfix=lambda s: f"best cost {float(s.cost[0]):.4g}",
+            checkpoint=checkpoint,
+            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld, values),
         )
         raise_if_all_nonfinite(state.score, "log density", self.method)
         # The initial population's evaluations are counted in the first iteration.

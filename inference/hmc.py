@@ -1,14 +1,20 @@
 """Hamiltonian Monte Carlo moves for a population of particles, with a population metric.
 
-The metric is the particles' covariance ``Sigma = S S'`` (the inverse mass matrix): HMC then
-behaves as in whitened coordinates ``y = S^{-1} z``, where the target looks roughly isotropic, so
-one step size serves every direction. Controls along a trajectory are strongly correlated through the dynamics, so the
-dense factor (Cholesky of the covariance) is the default; the diagonal is the option and the
-fallback in very high dimension or when the covariance is not positive definite.
+One move of one particle: momentum ``p ~ N(0, Sigma^{-1})`` (``Sigma`` the metric's inverse mass,
+``inference.metric``), ``num_leapfrog`` leapfrog steps, a Metropolis correction. Momenta live in
+the original coordinates, so each leapfrog step costs one gradient and one product ``Sigma p``
+(equivalent to whitening by ``S^{-1}``, with half the matrix products). Step sizes are in
+whitened units.
 
 Every proposal's step size is jittered per particle and per move (randomised integration time,
 Mackenzie 1989; Neal 2011): with a well-whitened metric a fixed step and leapfrog count can
 resonate with the target's period, so particles stop moving.
+
+A *probe* move also records, at every leapfrog step ``l`` of its trajectory, what a move of ``l``
+steps would have achieved: the squared jump (in whitened units) times its acceptance probability,
+and the expected value after it of a watched scalar (the log-likelihood, for TSMC). Over the population that shows how much every trajectory
+length decorrelates the particles, at once, from which ``inference.tuning`` picks the length
+(in the spirit of Buchholz, Chopin & Jacob 2021).
 """
 
 from typing import Callable, NamedTuple
@@ -17,80 +23,44 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .metric import Metric
+
 # NumPyro's and Stan's threshold: an energy error beyond this marks the trajectory divergent.
 DIVERGENCE_THRESHOLD = 1000.0
 
 
 class MoveInfo(NamedTuple):
-    """Per-particle diagnostics of one HMC move."""
+    """Per-particle diagnostics of one HMC move.
+
+    For a probe move, with ``a_l = min(1, exp(-dH_l))`` the acceptance probability of stopping
+    after ``l`` leapfrog steps: ``path_jump[l - 1] = a_l |S^{-1}(z_l - z_0)|^2`` and
+    ``path_watched[l - 1] = a_l w(z_l) + (1 - a_l) w(z_0)`` for the watched scalar ``w`` (zeros
+    past its length); both have length 0 for other moves.
+    """
 
     acceptance_rate: jax.Array
     diverging: jax.Array
     step_size: jax.Array
+    path_jump: jax.Array
+    path_watched: jax.Array
 
 
-def weighted_covariance(particles: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean and covariance of ``particles`` (N, D) under normalised ``weights`` (N,).
-
-    Particles with zero weight (possibly holding NaN) are masked out before any arithmetic.
-    """
-    alive = weights > 0
-    safe = jnp.where(alive[:, None], particles, 0.0)
-    mean = weights @ safe
-    centred = jnp.where(alive[:, None], safe - mean, 0.0)
-    return mean, (centred * weights[:, None]).T @ centred
-
-
-class Metric(NamedTuple):
-    """The HMC metric: ``inverse_mass = S S'`` (the particles' covariance), ``momentum_factor = S^{-T}``.
-
-    Dense: both are ``(D, D)`` matrices; diagonal: both are ``(D,)`` vectors.
-    """
-
-    momentum_factor: jax.Array
-    inverse_mass: jax.Array
-
-
-def fit_metric(particles: jax.Array, weights: jax.Array, dense: bool) -> Metric:
-    """The metric of the particles' (shrunk) covariance, dense ``(D, D)`` or diagonal ``(D,)``.
-
-    The dense estimate is shrunk toward its diagonal by ``(D / (n_eff + D))^2``: next to nothing
-    when particles are plentiful (shrinking a strongly correlated covariance toward its diagonal
-    inflates its narrow directions, forcing small steps; a 7% shrink left a +0.5 nat log-evidence
-    bias on a sharp 40-d Gaussian), most of the way when particles are few for the dimension.
-    A small jitter keeps it positive definite; a Cholesky that still fails falls back to the
-    diagonal.
-    """
-    dim = particles.shape[1]
-    _, cov = weighted_covariance(particles, weights)
-    variance = jnp.diag(cov)
-    floor = 1e-8 * jnp.maximum(jnp.mean(variance), 1e-12)
-    variance = jnp.maximum(variance, floor)
-    std = jnp.sqrt(variance)
-    if not dense:
-        return Metric(1.0 / std, variance)
-    n_eff = 1.0 / jnp.sum(weights**2)
-    shrink = (dim / (n_eff + dim)) ** 2
-    cov = (1.0 - shrink) * cov + shrink * jnp.diag(variance) + floor * jnp.eye(dim)
-    chol = jnp.linalg.cholesky(cov)
-    factor = jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(std))
-    # Both rebuilt from the factor so momentum draws and kinetic energy agree; one triangular
-    # inverse per stage is cheaper than a solve per particle per move.
-    inverse_factor = jax.scipy.linalg.solve_triangular(factor, jnp.eye(dim, dtype=factor.dtype), lower=True)
-    return Metric(inverse_factor.T, factor @ factor.T)
-
-
-def _mass_inverse_times(metric: Metric, p):
+def _velocity(metric: Metric, p):
     """``Sigma p``: the velocity of momentum ``p``."""
-    return metric.inverse_mass @ p if metric.inverse_mass.ndim == 2 else metric.inverse_mass * p
+    return metric.inverse_mass @ p if metric.dense else metric.inverse_mass * p
 
 
 def _draw_momentum(key, metric: Metric, shape, dtype):
     """``p ~ N(0, Sigma^{-1})`` as ``S^{-T} xi``; returns ``(p, |xi|^2 / 2)`` (its kinetic energy)."""
     xi = jax.random.normal(key, shape, dtype)
     factor = metric.momentum_factor
-    p = factor @ xi if factor.ndim == 2 else factor * xi
+    p = factor @ xi if metric.dense else factor * xi
     return p, 0.5 * xi @ xi
+
+
+def _energy_change(logp, p, metric, start_energy):
+    """``H(start) - H(now)``: the log Metropolis ratio (``-dH``); ``NaN`` when anything is not finite."""
+    return (logp - 0.5 * p @ _velocity(metric, p)) - start_energy
 
 
 def hmc_move(
@@ -102,15 +72,14 @@ def hmc_move(
     value_and_grad: Callable,
     step_size,
     metric: Metric,
-    num_leapfrog: int,
+    num_leapfrog,
     step_jitter: float,
     refresh=False,
+    probe_length: int = 0,
+    record=False,
+    watch: Callable | None = None,
 ):
     """One HMC transition of one particle, leaving ``exp(log_density)`` invariant.
-
-    Momenta ``p ~ N(0, Sigma^{-1})`` live in the original coordinates, so each leapfrog step costs
-    one gradient and one product ``Sigma p`` (equivalent to whitening by ``S^{-1}``, with half the
-    matrix products). Step sizes are in whitened units.
 
     Args:
       rng_key: this particle's key for this move.
@@ -118,38 +87,60 @@ def hmc_move(
         ``value_and_grad`` returns beside the value (carried along, swapped on acceptance).
       value_and_grad: ``z -> ((log_density, aux), grad)``.
       step_size: the base step size; each call draws ``step_size * U(1 - jitter, 1 + jitter)``.
-      metric: the ``Metric`` (``fit_metric``).
-      num_leapfrog: leapfrog steps per proposal.
+      metric: the ``Metric`` (``inference.metric.fit_metric``).
+      num_leapfrog: leapfrog steps of the proposal (an int, possibly traced; at most
+        ``probe_length`` for a probe move).
       step_jitter: the jitter's half-width, in ``[0, 1)``.
       refresh: a (traced, unbatched) boolean. When true the call makes no move: one zero-length
         leapfrog step evaluates ``value_and_grad`` at ``position`` and returns it, ignoring the
         ``log_density``, ``grad`` and ``aux`` passed in. TSMC uses it to refresh gradients after the
         temperature changes through the same compiled loop as the moves, so the model's reverse
         pass is compiled once, not twice.
+      probe_length: static; the length of the ``MoveInfo.path_*`` buffers (0: none).
+      record: a (traced, unbatched) boolean: fill the ``path_*`` buffers (a probe move; costs one more
+        ``Sigma p`` and one whitening per leapfrog step). A traced flag rather than a second
+        function, so probe and ordinary moves share one compiled call of the model's gradient.
+      watch: static; ``aux -> scalar``, the quantity a probe records along the path
+        (``path_watched``); ``None`` watches the log density itself.
 
     Returns:
       ``(position, log_density, grad, aux, MoveInfo)`` after the Metropolis correction. A proposal
       whose energy is NaN or inf is rejected and counted as divergent.
     """
     refresh = jnp.asarray(refresh, dtype=bool)  # a Python False would make ``~refresh`` == -1
+    record = jnp.asarray(record, dtype=bool)
     key_momentum, key_jitter, key_accept = jax.random.split(rng_key, 3)
     eps = step_size * jax.random.uniform(key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter)
     eps = jnp.where(refresh, jnp.zeros_like(eps), eps)
     momentum, kinetic = _draw_momentum(key_momentum, metric, position.shape, position.dtype)
+    start_energy = log_density - kinetic
+    start_aux = aux
+    path = (jnp.zeros((probe_length,), position.dtype), jnp.zeros((probe_length,), position.dtype))
 
-    def leapfrog(_, carry):
-        z, p, g, _, _ = carry
+    def leapfrog(step, carry):
+        z, p, g, logp, aux, path = carry
         p = p + 0.5 * eps * g
-        z = z + eps * _mass_inverse_times(metric, p)
-        (logp, aux_new), g = value_and_grad(z)
+        z = z + eps * _velocity(metric, p)
+        (logp, aux), g = value_and_grad(z)
         p = p + 0.5 * eps * g
-        return z, p, g, logp, aux_new
+        if probe_length:
+            path = lax.cond(record, lambda: _record_jump(path, step, z, p, logp, aux), lambda: path)
+        return z, p, g, logp, aux, path
+
+    def _record_jump(path, step, z, p, logp, aux):
+        change = _energy_change(logp, p, metric, start_energy)
+        accept = jnp.where(jnp.isfinite(change), jnp.exp(jnp.minimum(change, 0.0)), 0.0)
+        white = metric.whiten(z - position)
+        jump = jnp.where(jnp.isfinite(white @ white), white @ white, 0.0)
+        now, before = (logp, log_density) if watch is None else (watch(aux), watch(start_aux))
+        expected = jnp.where(accept > 0, accept * now + (1.0 - accept) * before, before)
+        return path[0].at[step].set(accept * jump), path[1].at[step].set(expected)
 
     num_steps = jnp.where(refresh, 1, num_leapfrog)
-    z, p, g, logp, aux_new = lax.fori_loop(
-        0, num_steps, leapfrog, (position, momentum, grad, log_density, aux)
+    z, p, g, logp, aux_new, path = lax.fori_loop(
+        0, num_steps, leapfrog, (position, momentum, grad, log_density, aux, path)
     )
-    energy_change = (logp - 0.5 * p @ _mass_inverse_times(metric, p)) - (log_density - kinetic)
+    energy_change = _energy_change(logp, p, metric, start_energy)
     valid = jnp.isfinite(energy_change) & jnp.all(jnp.isfinite(g))
     log_accept = jnp.where(valid, jnp.minimum(energy_change, 0.0), -jnp.inf)
     accept = (jnp.log(jax.random.uniform(key_accept)) < log_accept) | refresh
@@ -160,17 +151,5 @@ def hmc_move(
         pick(logp, log_density),
         pick(g, grad),
         jax.tree.map(pick, aux_new, aux),
-        MoveInfo(jnp.exp(log_accept), diverging, eps),
+        MoveInfo(jnp.exp(log_accept), diverging, eps, *path),
     )
-
-
-def adapt_step_size(step_size, acceptance_rate, target_accept, rate: float = 2.0):
-    """Multiplicative step-size update toward ``target_accept``.
-
-    ``log eps += clip(rate * (acceptance - target), -1.5, 0.5)``: above target the step grows,
-    below it shrinks. Shrinking may be fast (x0.27 per move when nothing is accepted, so a start
-    far too large for a stiff model, such as a Brax rollout, is corrected within a stage) and
-    growing is capped (x1.65), because too large a step wastes whole moves while too small a
-    step only mixes more slowly.
-    """
-    return step_size * jnp.exp(jnp.clip(rate * (acceptance_rate - target_accept), -1.5, 0.5))

@@ -26,6 +26,7 @@ from ppl_control import log_density
 
 from ._common import (
     check_num_particles,
+    check_progress_bar,
     check_positive,
     check_positive_int,
     normalise_log_weights,
@@ -33,7 +34,8 @@ from ._common import (
     finite_min_mean,
     raise_if_all_nonfinite,
 )
-from ._iterate import iterate, objective_and_cost
+from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
 class MPPIState(NamedTuple):
@@ -54,9 +56,11 @@ class MPPI:
       learning_rate: step on the nominal toward the weighted perturbation. Default 1 (standard).
       noise_scale: standard deviation of the perturbations in the unconstrained space. Default 0.3.
       temperature: the MPPI temperature, in units of the model's log density. Default 1.
-      progress_bar: show a tqdm bar.
+      progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
+        a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the last iteration's samples with
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``): the last iteration's samples with
     their MPPI weights; ``stats``: ``cost_min``, ``cost_mean``, ``ess`` (effective sample size of
     the weights) per iteration and ``num_evaluations`` (model evaluations per iteration).
     """
@@ -71,7 +75,7 @@ class MPPI:
         learning_rate: float = 1.0,
         noise_scale: float = 0.3,
         temperature: float = 1.0,
-        progress_bar: bool = True,
+        progress_bar: bool | str = "auto",
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
@@ -79,7 +83,7 @@ class MPPI:
         self.learning_rate = check_positive("learning_rate", learning_rate)
         self.noise_scale = check_positive("noise_scale", noise_scale)
         self.temperature = check_positive("temperature", temperature)
-        self.progress_bar = bool(progress_bar)
+        self.progress_bar = check_progress_bar(progress_bar)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
 
@@ -93,13 +97,19 @@ class MPPI:
             temperature=self.temperature,
         )
 
-    def _init_state(self, args, kwargs, key):
+    def _init_state(self, args, kwargs, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         key, sub = jax.random.split(key)
-        z = ld.sample_prior(sub, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(sub, self.num_particles)
+            mean = jnp.mean(z, axis=0)
+        else:  # a warm start: the nominal is the mean of the given particles
+            given, finite = unconstrained(ld, init_values)
+            z = select_rows(given, finite, self.num_particles)
+            mean = finite_moments(given, finite)[0]
         n = self.num_particles
         uniform = jnp.full((n,), -jnp.log(n), z.dtype)
-        return MPPIState(key, jnp.mean(z, axis=0), z, uniform, jnp.full((n,), jnp.inf, z.dtype))
+        return MPPIState(key, mean, z, uniform, jnp.full((n,), jnp.inf, z.dtype))
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -129,10 +139,24 @@ class MPPI:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, **kwargs):
-        """Run MPPI from the prior mean; see the class docstring for the result."""
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Run MPPI from the prior mean, or from ``init``; see the class docstring for the result.
+
+        Args:
+          rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
+          *args: positional arguments of the model.
+          **kwargs: keyword arguments of the model.
+          init: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (>= 2 particles): the nominal starts at their mean in the
+            unconstrained space (particles with a non-finite value skipped); the perturbation
+            scale stays ``noise_scale``, MPPI's fixed sampling distribution.
+          checkpoint: a file path; the state is saved there after every compiled chunk of
+            iterations (about every ``num_steps / 20``), and a run started with an existing
+            checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
+        """
         ld = log_density(self.model, *args, **kwargs)
-        state = self._init(args, kwargs, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, s, steps),
             state,
@@ -140,6 +164,8 @@ class MPPI:
             desc=self.method,
             progress_bar=self.progress_bar,
             postfix=lambda s: f"nominal cost {float(s.cost[0]):.4g}",
+            checkpoint=checkpoint,
+            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld, values),
         )
         raise_if_all_nonfinite(state.log_weights, "log density", self.method)
         return particles_to_result(

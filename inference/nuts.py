@@ -6,6 +6,10 @@ same density the other algorithms work with, ``p(z) * exp(-J(z) / lambda)`` for
 ``trajectory_model``, and its draws become the particles of a ``pc.Result`` with equal weights.
 NumPyro keeps its compiled sampler across runs of one ``MCMC`` object, so one ``NUTS`` instance
 compiles once for a given model and arguments.
+
+No checkpoints: ``MCMC`` runs warm-up and sampling as one compiled loop, so there is no point
+between iterations to save from; ``run(..., checkpoint=path)`` raises ``ValueError``. For runs
+long enough to need one, TSMC, MDPO, gradient descent, CEM and MPPI checkpoint.
 """
 
 import numbers
@@ -17,7 +21,15 @@ from numpyro.infer import NUTS as NumPyroNUTS
 
 from ppl_control import log_density
 
-from ._common import check_fraction, check_positive_int, particles_to_result, raise_if_all_nonfinite
+from ._common import (
+    check_fraction,
+    check_positive_int,
+    check_progress_bar,
+    particles_to_result,
+    raise_if_all_nonfinite,
+    show_progress,
+)
+from ._warm import best_particles, site_values
 
 _CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 
@@ -41,9 +53,11 @@ class NUTS:
       target_accept_prob: step-size adaptation target, in ``(0, 1)``. Default 0.8.
       max_tree_depth: NUTS's tree-depth cap. Default 10.
       dense_mass: adapt a dense mass matrix. Default ``False`` (diagonal).
-      progress_bar: NumPyro's progress bar.
+      progress_bar: NumPyro's progress bar: ``"auto"`` (default) shows it on a terminal or in a
+        notebook, not in a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the draws (all chains,
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm
+    start, see ``run``): the draws (all chains,
     concatenated chain by chain) as equally weighted particles; ``particle_stats``: ``lp`` (the
     unconstrained log joint, ``-potential_energy``), ``acceptance_rate``, ``step_size``,
     ``diverging``, ``tree_size`` (leapfrog steps) per draw. ``stats`` is empty: NUTS has no
@@ -62,7 +76,7 @@ class NUTS:
         target_accept_prob: float = 0.8,
         max_tree_depth: int = 10,
         dense_mass: bool = False,
-        progress_bar: bool = True,
+        progress_bar: bool | str = "auto",
     ):
         self.model = model
         if not isinstance(num_warmup, numbers.Integral) or num_warmup < 0:
@@ -81,7 +95,7 @@ class NUTS:
         self.target_accept_prob = check_fraction("target_accept_prob", target_accept_prob)
         self.max_tree_depth = check_positive_int("max_tree_depth", max_tree_depth)
         self.dense_mass = bool(dense_mass)
-        self.progress_bar = bool(progress_bar)
+        self.progress_bar = check_progress_bar(progress_bar)
         kernel = NumPyroNUTS(
             model,
             target_accept_prob=self.target_accept_prob,
@@ -94,7 +108,7 @@ class NUTS:
             num_samples=self.num_samples,
             num_chains=self.num_chains,
             chain_method=self.chain_method,
-            progress_bar=self.progress_bar,
+            progress_bar=show_progress(self.progress_bar),
             # Keep draws in the unconstrained space: raveled, they are LogDensity's flat vectors.
             # (Asking for "z.<site>" extra fields instead breaks on dotted site names, such as
             # the policy parameters of pc.policy_model, because NumPyro splits field paths on '.')
@@ -117,11 +131,30 @@ class NUTS:
             dense_mass=self.dense_mass,
         )
 
-    def run(self, rng_key, *args, **kwargs):
-        """Sample with NumPyro's MCMC; see the class docstring for the result."""
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Sample with NumPyro's MCMC; see the class docstring for the result.
+
+        ``init``: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+        leading particle axis (>= 2 particles): each chain starts at one of the lowest-cost
+        particles (by the ``cost`` site when ``init`` has one, else the first ones), passed to
+        ``MCMC.run`` as ``init_params``. ``checkpoint`` is refused (``ValueError``): NUTS cannot
+        checkpoint, see the module docstring.
+        """
+        if checkpoint is not None:
+            raise ValueError(
+                "NUTS cannot checkpoint: NumPyro's MCMC runs warm-up and sampling as one compiled "
+                "loop; use TSMC, MDPO, GradientDescent, CEM or MPPI for runs that must survive"
+            )
         ld = log_density(self.model, *args, **kwargs)  # validates the model, maps z to sites
         stat_fields = ("potential_energy", "accept_prob", "adapt_state.step_size", "num_steps")
-        self.mcmc.run(rng_key, *args, extra_fields=stat_fields, **kwargs)
+        init_params = None
+        if init is not None:
+            starts = best_particles(init, site_values(init, ld), self.num_chains)
+            z = jax.vmap(ld.unconstrain)(starts)
+            init_params = jax.vmap(ld.unravel)(z)  # NumPyro's unconstrained sites
+            if self.num_chains == 1:
+                init_params = jax.tree.map(lambda leaf: leaf[0], init_params)
+        self.mcmc.run(rng_key, *args, extra_fields=stat_fields, init_params=init_params, **kwargs)
         extra = self.mcmc.get_extra_fields()
         draws = self.mcmc.get_samples()  # unconstrained, see _unconstrained_draws
         z = jax.vmap(ld.ravel)({name: draws[name] for name in ld.latent_names})

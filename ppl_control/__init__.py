@@ -13,6 +13,7 @@ from ._problem import ControlProblem as ControlProblem
 from ._problem import control_prior as control_prior
 from ._problem import trajectory_model as trajectory_model
 from ._result import Result as Result
+from ._policy import NOISE_TREATMENTS as NOISE_TREATMENTS
 from ._policy import closed_loop_rollout as closed_loop_rollout
 from ._policy import policy_action as policy_action
 from ._policy import policy_cost as policy_cost
@@ -20,17 +21,22 @@ from ._policy import policy_model as policy_model
 from ._policy import trained_policy as trained_policy
 from ._rollout import rollout as rollout
 from ._arviz import to_arviz as to_arviz
+from ._mpc import ClosedLoop as ClosedLoop
+from ._mpc import mpc as mpc
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClosedLoop",
     "ControlProblem",
     "InferenceError",
     "LogDensity",
+    "NOISE_TREATMENTS",
     "Result",
     "boltzmann",
     "control_prior",
     "log_density",
+    "mpc",
     "closed_loop_rollout",
     "policy_action",
     "policy_cost",

@@ -64,6 +64,8 @@ class LogDensity(NamedTuple):
       sites: ``z -> (constrain(z), log_likelihood_sites(z))`` from one model evaluation.
       unravel: ``z -> dict`` of unconstrained latent values (site shapes).
       ravel: ``dict -> z``, the inverse of ``unravel``.
+      unconstrain: ``dict -> z`` from *constrained* latent values (one particle): the inverse of
+        the latent part of ``constrain``; how a warm start's samples become particles.
     """
 
     dim: int
@@ -79,6 +81,7 @@ class LogDensity(NamedTuple):
     sites: Callable
     unravel: Callable
     ravel: Callable
+    unconstrain: Callable
 
     def log_prior(self, z):
         return self.log_parts(z)[0]
@@ -167,6 +170,12 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
     def log_likelihood_sites(z):
         return sites(z)[1]
 
+    def unconstrain(values):
+        missing = set(latent) - set(values)
+        if missing:
+            raise ValueError(f"unconstrain: no value for latent site(s) {sorted(missing)}")
+        return ravel({n: transforms[n].inv(jnp.asarray(values[n])) for n in latent})
+
     def sample_prior(key, num):
         def one(k):
             tr = _trace(model, args, kwargs, k)
@@ -188,4 +197,5 @@ def log_density(model, *args: Any, **kwargs: Any) -> LogDensity:
         sites=sites,
         unravel=unravel,
         ravel=ravel,
+        unconstrain=unconstrain,
     )

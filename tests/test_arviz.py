@@ -53,8 +53,9 @@ def test_tsmc_schema(tsmc_runs, problem):
     assert set(dt["log_likelihood"].data_vars) == set(result.log_likelihood)
     temp = dt["tempering"]
     for name in ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment",
-                 "cost_min", "cost_mean", "num_divergent"):
+                 "cost_min", "cost_mean", "num_divergent", "num_moves", "num_leapfrog", "num_evaluations"):
         assert temp[name].dims == ("chain", "stage"), name
+    assert np.all(temp["num_moves"].values == 1) and np.all(temp["num_leapfrog"].values == 3)
     assert temp["beta"].values[0, -1] == pytest.approx(1.0)
     assert dt.attrs["method"] == "tsmc"
     assert dt.attrs["log_evidence"] == pytest.approx(result.log_evidence)

@@ -7,7 +7,8 @@ import pytest
 
 import ppl_control as pc
 from ppl_control import models
-from ppl_control.inference.hmc import Metric, fit_metric, hmc_move
+from ppl_control.inference.hmc import hmc_move
+from ppl_control.inference.metric import Metric, fit_metric
 
 
 def _tilted_lqr(temperature):
@@ -29,9 +30,9 @@ def test_moves_at_fixed_beta_keep_exact_gaussian_moments(dense):
     n = 2000
     key_init, key_moves = jax.random.split(jax.random.key(3))
     z = jnp.asarray(np.random.default_rng(0).multivariate_normal(mean, cov, size=n), dtype=jnp.float32)
-    metric = fit_metric(z, jnp.full((n,), 1.0 / n), dense)
     value_and_grad = jax.value_and_grad(lambda v: (ld.log_target(v, 1.0), ()), has_aux=True)
     (logp, aux), grad = jax.vmap(value_and_grad)(z)
+    metric, _ = fit_metric(z, grad, jnp.full((n,), 1.0 / n), "dense" if dense else "diagonal")
     move = jax.jit(jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)),
                    static_argnums=(5, 8))
     accepted = []

@@ -47,15 +47,16 @@ def test_invalid_obstacles_raise():
 
 
 @pytest.mark.slow
-def test_tsmc_keeps_both_optimal_homotopy_classes():
+def test_tsmc_keeps_both_optimal_homotopy_classes_near_the_optimum():
+    """At the shipped temperature TSMC as it ships keeps both mirror-image routes, each with a
+    near-optimal path (the temperature was chosen for that: see the module docstring)."""
     problem = nav.problem()
-    result = TSMC(pc.trajectory_model(problem), num_particles=256, num_moves=3, num_leapfrog=8,
-                  progress_bar=False).run(jax.random.key(0))
+    result = TSMC(pc.trajectory_model(problem), num_particles=256, progress_bar=False).run(jax.random.key(0))
     states = jax.vmap(problem.trajectory)(jnp.asarray(result.samples["controls"]))
     classes = np.asarray(nav.homotopy_class(states))
     mass = np.bincount(classes, weights=result.weights, minlength=4)
-    # the two mirror-image optimal classes, above and below the central disc, each hold >= 20%
-    assert mass[1] >= 0.2 and mass[2] >= 0.2, mass
-    # and both are genuine solutions: each class's best path clears the obstacles and nears the goal
+    # the two mirror-image optimal classes, above and below the central disc, each hold >= 10%
+    assert mass[1] >= 0.1 and mass[2] >= 0.1, mass
+    # and each class's best path is within 10% of the reference cost
     for c in (1, 2):
-        assert np.min(result.samples["cost"][classes == c]) < 0.1 * float(problem.cost(jnp.zeros(problem.controls_shape)))
+        assert np.min(result.samples["cost"][classes == c]) < 1.1 * problem.reference_cost

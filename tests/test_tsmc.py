@@ -17,9 +17,9 @@ from ppl_control.models.pendulum import upright_error
 
 @pytest.fixture(scope="module")
 def lqr_runs():
-    """Two seeds of TSMC (1024 particles) on the 40-variable LQR problem, one compiled stage."""
-    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=1024, num_moves=5,
-                num_leapfrog=10, progress_bar=False)
+    """Two seeds of TSMC as it ships (self-tuning moves), 1024 particles, on the 40-variable LQR
+    problem, one compiled stage."""
+    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=1024, progress_bar=False)
     return algo, [algo.run(jax.random.key(seed)) for seed in (0, 1)]
 
 
@@ -41,8 +41,12 @@ def test_stage_statistics_are_recorded(lqr_runs):
     stats = result.stats
     num_stages = result.config["num_stages"]
     for name in ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment",
-                 "cost_min", "cost_mean", "num_divergent"):
+                 "cost_min", "cost_mean", "num_divergent", "num_moves", "num_leapfrog", "probe_length",
+                 "num_evaluations", "correlation", "position_shrinkage", "gradient_shrinkage"):
         assert stats[name].shape == (num_stages,), name
+    # every stage probes (adaptive length) and moves at least once; the count is what was spent
+    assert np.all(stats["probe_length"] >= 1) and np.all(stats["num_moves"] >= 1)
+    assert np.all(stats["num_evaluations"] >= 1024 * (1 + stats["probe_length"]))
     assert np.all(np.diff(stats["beta"]) > 0)
     # every stage but the last keeps the ESS at the target; the last may keep more
     np.testing.assert_allclose(stats["ess"][:-1] / 1024, 0.5, rtol=0.01)
@@ -163,3 +167,22 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
     with pytest.raises(ValueError, match="another run configuration"):
         TSMC(model, num_particles=64, num_moves=3, num_leapfrog=3, progress_bar=False).run(
             jax.random.key(7), checkpoint=path)
+
+
+def test_warm_start_keeps_the_evidence_and_needs_fewer_stages(lqr_runs):
+    """Tempering from a Gaussian fitted to a guess (geometric path) still estimates the model's
+    log Z: from exact posterior draws in few stages, from a biased, too narrow guess in more."""
+    algo, (cold, _) = lqr_runs
+    mean, cov, log_z = models.lqr.gaussian_target()
+    rng = np.random.default_rng(0)
+    exact = rng.multivariate_normal(mean, cov, size=256).reshape(256, 20, 2)
+    warm = algo.run(jax.random.key(1), init={"controls": exact})
+    assert warm.config["warm_start"] and warm.config["num_stages"] < cold.config["num_stages"]
+    assert abs(warm.log_evidence - log_z) < 0.3
+    shifted = rng.multivariate_normal(mean + 0.5 * np.sqrt(np.diag(cov)), 0.5 * cov, size=64)
+    off = algo.run(jax.random.key(2), init={"controls": shifted.reshape(64, 20, 2)})
+    assert abs(off.log_evidence - log_z) < 0.5
+    u = off.samples["controls"].reshape(1024, -1)
+    assert np.sqrt(np.mean(((u.mean(0) - mean) / np.sqrt(np.diag(cov))) ** 2)) < 0.15
+    with pytest.raises(ValueError, match="latent site"):
+        algo.run(jax.random.key(3), init={"other": exact})

@@ -1,0 +1,181 @@
+"""The HMC metric of a particle population, from positions *and* gradients.
+
+HMC with inverse mass matrix ``M = S S'`` behaves as plain HMC in whitened coordinates
+``y = S^{-1} z``; the closer the whitened target is to a standard normal, the larger the step one
+step size allows in every direction and the shorter the trajectory that crosses it.
+
+Why not the particles' covariance alone. Trajectory-optimisation posteriors are very badly
+conditioned (an early control moves the final state far more than a late one), and with
+``n_eff`` weighted particles in ``D`` dimensions the sample covariance of the positions smears
+the wide directions' variance into the narrow ones (Marchenko-Pastur: its small eigenvalues come
+out too large when they are tiny against the large ones). Whitening by it leaves directions
+much narrower than the metric believes, and those force tiny steps; shrinking it toward its
+diagonal, the usual remedy for noise, makes this worse by undoing the correlations.
+
+The gradients know the narrow directions. For a target ``N(mu, Sigma)``, ``Cov(z) = Sigma`` and
+``Cov(grad log pi(z)) = Sigma^{-1}``: the positions measure the wide directions well, the
+gradients the narrow ones. Every particle carries its gradient at the new temperature (the
+refresh pass computes it), so both are free. We use the metric that makes the whitened target
+closest to a standard normal in Fisher divergence among affine maps (Seyboldt et al., nutpie,
+2024; diagonal: ``M_ii = sqrt(Var z_i / Var g_i)``), which is the matrix geometric mean::
+
+    M = A # B^{-1},   A = Cov(z), B = Cov(g)        (M B M = A; M = Sigma for a Gaussian)
+
+computed as ``M = L C^{-1/2} L'`` with ``L L' = A`` and ``C = L' B L``. Noise: ``A`` is shrunk
+toward its diagonal and ``C`` (the identity for an exact Gaussian) toward ``(tr C / D) I``, each
+by the oracle-approximating shrinkage intensity (OAS; Chen, Wiesel, Eldar & Hero 2010) for
+``n_eff`` samples; as ``n_eff`` grows both intensities vanish and ``M`` tends to the target's
+covariance for a Gaussian target. The factor ``S = L V C^{-1/4}`` (``C = V diag(c) V'``)
+gives momenta, kinetic energy and whitening.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# Relative jitter added to diagonals: keeps factorisations defined when particles are (nearly)
+# collinear, far below any scale the moves resolve.
+JITTER = 1e-8
+
+
+class Metric(NamedTuple):
+    """The HMC metric: ``inverse_mass = S S'`` and ``momentum_factor = S^{-T}``.
+
+    Dense: ``(D, D)`` matrices; diagonal: ``(D,)`` vectors. ``whiten(dz)`` maps a displacement to
+    the whitened coordinates ``S^{-1} dz``, where the target is roughly standard normal.
+    """
+
+    momentum_factor: jax.Array
+    inverse_mass: jax.Array
+
+    @property
+    def dense(self) -> bool:
+        return self.inverse_mass.ndim == 2
+
+    def whiten(self, dz: jax.Array) -> jax.Array:
+        """``S^{-1} dz`` for one displacement ``(D,)`` or a batch ``(..., D)``."""
+        return dz @ self.momentum_factor if self.dense else dz * self.momentum_factor
+
+
+class MetricInfo(NamedTuple):
+    """How the metric was estimated: the two OAS intensities (0 = data as is, 1 = target)."""
+
+    position_shrinkage: jax.Array
+    gradient_shrinkage: jax.Array
+
+
+def weighted_covariance(values: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and covariance of ``values`` (N, D) under normalised ``weights`` (N,).
+
+    Rows with zero weight, or with any non-finite entry, are masked out before any arithmetic.
+    """
+    alive = (weights > 0) & jnp.all(jnp.isfinite(values), axis=-1)
+    weights = jnp.where(alive, weights, 0.0)
+    weights = weights / jnp.maximum(jnp.sum(weights), jnp.finfo(weights.dtype).tiny)
+    safe = jnp.where(alive[:, None], values, 0.0)
+    mean = weights @ safe
+    centred = jnp.where(alive[:, None], safe - mean, 0.0)
+    return mean, (centred * weights[:, None]).T @ centred
+
+
+def oas_intensity(cov: jax.Array, num_samples) -> jax.Array:
+    """The OAS shrinkage intensity of a covariance estimate toward ``(tr cov / D) I``.
+
+    Chen et al. (2010), eq. 23, in scikit-learn's form: with ``mu = tr(cov) / D`` and
+    ``alpha = mean(cov**2)``, ``rho = (alpha + mu^2) / ((n + 1) (alpha - mu^2 / D))``, clipped to
+    ``[0, 1]``; 1 when ``cov`` is exactly spherical. To shrink toward a diagonal target, pass the
+    correlation matrix.
+    """
+    dim = cov.shape[0]
+    mu = jnp.trace(cov) / dim
+    alpha = jnp.mean(cov**2)
+    numerator = alpha + mu**2
+    denominator = (num_samples + 1.0) * (alpha - mu**2 / dim)
+    rho = jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0), 1.0)
+    return jnp.clip(rho, 0.0, 1.0)
+
+
+def _shrink_toward_diagonal(cov: jax.Array, num_samples):
+    """``(cov', rho)``: OAS on the correlation matrix, so the diagonal (the variances) is kept."""
+    std = jnp.sqrt(jnp.diag(cov))
+    correlation = cov / (std[:, None] * std[None, :])
+    rho = oas_intensity(correlation, num_samples)
+    off_diagonal = 1.0 - jnp.eye(cov.shape[0], dtype=cov.dtype)
+    return cov * (1.0 - rho * off_diagonal), rho
+
+
+def _floor(variance: jax.Array) -> jax.Array:
+    """``JITTER`` times the mean variance; a population with no spread at all has no scale to
+    offer, and gets unit variances instead (the step size then finds the scale)."""
+    scale = jnp.mean(variance)
+    return jnp.where(scale > jnp.finfo(variance.dtype).tiny / JITTER, JITTER * scale, 1.0)
+
+
+METRICS = ("dense", "diagonal", "covariance")
+
+
+def fit_metric(particles: jax.Array, grads: jax.Array, weights: jax.Array, kind: str):
+    """``(Metric, MetricInfo)`` of the weighted population (see the module docstring).
+
+    Args:
+      particles: ``(N, D)`` positions.
+      grads: ``(N, D)`` gradients of the log target at those positions.
+      weights: ``(N,)`` normalised weights (zero for particles to ignore).
+      kind: ``"dense"``, the matrix geometric mean of the positions' covariance and the inverse
+        of the gradients'; ``"diagonal"``, ``sqrt(Var z / Var g)`` per coordinate;
+        ``"covariance"``, the positions' covariance alone, OAS-shrunk toward its diagonal (what
+        a population metric is without gradients: for comparison, and for models whose gradients
+        are too noisy to trust).
+    """
+    if kind not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {kind!r}")
+    _, position_cov = weighted_covariance(particles, weights)
+    _, gradient_cov = weighted_covariance(grads, weights)
+    n_eff = 1.0 / jnp.sum(weights**2)
+    position_var, gradient_var = jnp.diag(position_cov), jnp.diag(gradient_cov)
+    position_var = jnp.maximum(position_var, _floor(position_var))
+    gradient_var = jnp.maximum(gradient_var, _floor(gradient_var))
+    zero = jnp.zeros((), particles.dtype)
+    if kind == "diagonal":
+        inverse_mass = jnp.sqrt(position_var / gradient_var)
+        return Metric(1.0 / jnp.sqrt(inverse_mass), inverse_mass), MetricInfo(zero, zero)
+    position_cov = position_cov + jnp.diag(position_var - jnp.diag(position_cov))  # floored diagonal
+    a, rho_a = _shrink_toward_diagonal(position_cov, n_eff)
+    fallback = Metric(jnp.diag(1.0 / jnp.sqrt(position_var)), jnp.diag(position_var))
+    chol = jnp.linalg.cholesky(a)
+    ok = jnp.all(jnp.isfinite(chol))
+    chol = jnp.where(ok, chol, jnp.diag(jnp.sqrt(position_var)))
+    if kind == "covariance":
+        eye = jnp.eye(particles.shape[1], dtype=particles.dtype)
+        metric = Metric(jax.scipy.linalg.solve_triangular(chol.T, eye, lower=False), chol @ chol.T)
+        return _or_fallback(metric, fallback), MetricInfo(rho_a, zero)
+    c = chol.T @ gradient_cov @ chol  # the identity for an exact Gaussian
+    c = 0.5 * (c + c.T)
+    rho_c = oas_intensity(c, n_eff)
+    mu = jnp.trace(c) / c.shape[0]
+    c = (1.0 - rho_c) * c + rho_c * mu * jnp.eye(c.shape[0], dtype=c.dtype)
+    eigenvalues, vectors = jnp.linalg.eigh(c)
+    eigenvalues = jnp.maximum(eigenvalues, _floor(eigenvalues))
+    # S = L V diag(c^{-1/4}), so S S' = L C^{-1/2} L' = M; S^{-T} = L^{-T} V diag(c^{1/4}).
+    factor = (chol @ vectors) * eigenvalues ** -0.25
+    momentum_factor = jax.scipy.linalg.solve_triangular(chol.T, vectors * eigenvalues**0.25, lower=False)
+    return _or_fallback(Metric(momentum_factor, factor @ factor.T), fallback), MetricInfo(rho_a, rho_c)
+
+
+def _or_fallback(metric: Metric, fallback: Metric) -> Metric:
+    """``metric`` where every entry is finite, else ``fallback`` (the diagonal of the positions)."""
+    ok = jnp.all(jnp.isfinite(metric.momentum_factor)) & jnp.all(jnp.isfinite(metric.inverse_mass))
+    return jax.tree.map(lambda good, bad: jnp.where(ok, good, bad), metric, fallback)
+
+
+def covariance_estimate(particles: jax.Array, weights: jax.Array):
+    """``(mean, cov)``: the weighted mean and the covariance shrunk toward its diagonal by OAS
+    (positive definite); what a warm start fits its Gaussian with."""
+    mean, cov = weighted_covariance(particles, weights)
+    variance = jnp.diag(cov)
+    variance = jnp.maximum(variance, _floor(variance))
+    cov = cov + jnp.diag(variance - jnp.diag(cov))
+    n_eff = 1.0 / jnp.sum(jnp.where(jnp.all(jnp.isfinite(particles), axis=-1), weights, 0.0) ** 2)
+    cov, _ = _shrink_toward_diagonal(cov, n_eff)
+    return mean, cov
