@@ -9,6 +9,7 @@ import sys
 
 BENCHMARKS = [
     ("benchmarks.tsmc_overhead", ["--write"]),
+    ("benchmarks.tsmc_vs_nuts", ["--write"]),
     ("benchmarks.tsmc_vs_blackjax", ["--write"]),
     ("benchmarks.reference_costs", ["--write"]),
     ("benchmarks.compare_algorithms", ["--write"]),

@@ -28,24 +28,9 @@ from ppl_control.inference import TSMC
 from ppl_control.models import pendulum
 
 
-class SwingUpPolicy(eqx.Module):
-    """``theta, omega -> raw torque``: a tanh MLP on ``(cos theta, sin theta, omega / 5)``."""
-
-    mlp: eqx.nn.MLP
-
-    def __init__(self, width, key):
-        self.mlp = eqx.nn.MLP(3, "scalar", width, 1, activation=jnp.tanh, key=key)
-
-    def __call__(self, x):
-        return self.mlp(jnp.stack([jnp.cos(x[0]), jnp.sin(x[0]), 0.2 * x[1]]))
-
-
-def initial_states(key, num):
-    """Spread around hanging: ``theta ~ U(-pi/2, pi/2)``, ``omega ~ U(-1, 1)``."""
-    k1, k2 = jax.random.split(key)
-    theta = jax.random.uniform(k1, (num,), minval=-np.pi / 2, maxval=np.pi / 2)
-    omega = jax.random.uniform(k2, (num,), minval=-1.0, maxval=1.0)
-    return jnp.stack([theta, omega], axis=-1)
+# The policy (a small tanh MLP) and the spread of starting states live beside the problem:
+# models.pendulum.SwingUpPolicy and models.pendulum.swing_up_starts.
+SwingUpPolicy, initial_states = pendulum.SwingUpPolicy, pendulum.swing_up_starts
 
 
 def main(argv=None):

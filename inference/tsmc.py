@@ -38,6 +38,7 @@ from ppl_control import log_density
 
 from . import checkpoint as checkpointing
 from . import resampling as resampling_schemes
+from ._blas import single_threaded_blas
 from ._common import (
     check_fraction,
     check_num_particles,
@@ -57,6 +58,19 @@ from .warm_start import as_site_values, fit_reference, init_digest
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
 # stages start from what the previous one chose.
 INITIAL_LEAPFROG = 8
+
+
+def argument_signature(model_args, model_kwargs):
+    """A hashable summary of the model's arguments: their tree structure, array shapes and dtypes,
+    and the values of non-array leaves; ``None`` where a leaf is not hashable."""
+    leaves, treedef = jax.tree.flatten((model_args, model_kwargs))
+    try:
+        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x).name) if hasattr(x, "shape") else x
+                                    for x in leaves))
+        hash(signature)
+    except TypeError:
+        return None
+    return signature
 
 
 class TSMCState(NamedTuple):
@@ -232,6 +246,7 @@ class TSMC:
         self._stage = eqx.filter_jit(self._stage_impl)
         self._finalize = eqx.filter_jit(self._finalize_impl)
         self._fit_reference = eqx.filter_jit(self._fit_reference_impl)
+        self._latent_names_cache = {}  # argument signature -> latent site names (warm starts)
 
     @property
     def config(self) -> dict:
@@ -243,6 +258,19 @@ class TSMC:
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
             init_spread=self.init_spread,
         )
+
+    def _latent_names(self, model_args, model_kwargs) -> tuple:
+        """The model's latent site names, traced once per shape of the arguments (a warm start in
+        a control loop calls ``run`` with a new state every step; tracing the rollout each time
+        cost more than a short re-plan)."""
+        signature = argument_signature(model_args, model_kwargs)
+        cache = self._latent_names_cache
+        if signature is None or signature not in cache:
+            names = tuple(log_density(self.model, *model_args, **model_kwargs).latent_names)
+            if signature is None:
+                return names
+            cache[signature] = names
+        return cache[signature]
 
     def _metric_kind(self, dim: int) -> str:
         return "diagonal" if dim > self.dense_max_dim else self.metric
@@ -344,7 +372,7 @@ class TSMC:
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
-            names = log_density(self.model, *model_args, **model_kwargs).latent_names
+            names = self._latent_names(model_args, model_kwargs)
             values = as_site_values(init, names)
             fingerprint["init"] = init_digest(values)
             reference = self._fit_reference(values, model_args, model_kwargs)
@@ -357,7 +385,7 @@ class TSMC:
             raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
-        with progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
+        with single_threaded_blas(), progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
             bar.update(float(state.beta))
             while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
                 previous_beta = float(state.beta)
