@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.12 || echo python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
+RDDL_STAMP := $(VENV)/.installed-rddl
 
 .PHONY: demo test bench docs clean
 
@@ -18,13 +19,18 @@ $(DOCS_STAMP): $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev,docs]'
 	@touch $(DOCS_STAMP)
 
+# the rddl extra (models.rddl and its tests, the JaxPlan benchmark): pyRDDLGym-jax, rddlrepository
+$(RDDL_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,rddl]'
+	@touch $(RDDL_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/ppl-control demo
 
-test: $(DOCS_STAMP)
+test: $(DOCS_STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q --durations=15
 
-bench: $(STAMP)
+bench: $(STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m benchmarks.run_all
 
 docs: $(DOCS_STAMP)

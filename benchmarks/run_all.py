@@ -16,6 +16,8 @@ BENCHMARKS = [
     ("benchmarks.policy_brax", ["--write"]),
     ("benchmarks.mpc", ["--write"]),
     ("benchmarks.policy_noise", ["--write"]),
+    ("benchmarks.pusher_slider", ["--write"]),
+    ("benchmarks.rddl_vs_jaxplan", ["--write"]),  # needs the rddl extra (make bench installs it)
 ]
 
 

@@ -10,8 +10,10 @@ import importlib
 from ppl_control import ControlProblem
 
 # Registered problem modules, in the order ``names()`` lists them. Brax environments are reached
-# through ``models.brax.problem(env_name)`` and are not in this list (they need an env name).
-_PROBLEMS = ("lqr", "pendulum", "cartpole", "acrobot", "double_integrator", "navigation", "unicycle", "reservoir")
+# through ``models.brax.problem(env_name)`` and RDDL domains through ``models.rddl.problem(domain,
+# instance)`` (the ``rddl`` extra); neither is in this list (they need a name).
+_PROBLEMS = ("lqr", "pendulum", "cartpole", "acrobot", "double_integrator", "navigation", "unicycle", "reservoir",
+             "pusher_slider")
 
 
 def names() -> tuple[str, ...]:
@@ -32,8 +34,8 @@ def get(name: str, **overrides) -> ControlProblem:
 
 
 def __getattr__(name: str):
-    # ``models.pendulum`` works without an explicit import; Brax loads only when asked for.
-    if name in _PROBLEMS or name == "brax":
+    # ``models.pendulum`` works without an explicit import; Brax and RDDL load only when asked for.
+    if name in _PROBLEMS or name in ("brax", "rddl"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
