@@ -39,6 +39,7 @@ from ppl_control import log_density
 
 from . import checkpoint as checkpointing
 from . import resampling as resampling_schemes
+from ._parallel import ParticleLayout, single_threaded_blas, to_host
 from ._common import (
     check_fraction,
     check_num_particles,
@@ -174,6 +175,20 @@ class TSMC:
         ``inference.warm_start``.
       progress_bar: a progress bar over beta (stage, beta, ESS, acceptance, moves x leapfrog, best
         cost): ``True``, ``False`` or ``"auto"`` (default: only when stderr is a terminal).
+      devices: the devices the particles are sharded over (``inference._parallel``): ``None``
+        (default) for every device, ``jax.devices()`` (all processes' after
+        ``jax.distributed.initialize``; when ``num_particles`` is not a multiple of their number,
+        the most of them that divide it), a list of devices, or a one-axis ``jax.sharding.Mesh``.
+        Each device moves its share of the particles; weights, ESS, the temperature bisection,
+        the metric fit, resampling and the evidence are computed across devices inside the
+        compiled stage. ``Result.config["num_devices"]`` records how many were used. The result
+        equals the single-device run's to float tolerance (sums over particles are added up in
+        another order).
+      batch_size: evaluate at most this many particles per device at once (sequential batches,
+        ``lax.map``), so that very large populations on long horizons fit in memory: memory then
+        grows with the batch, not the population. Default ``None``: all at once. The per-device
+        population is split into the fewest equal batches no larger than this (choose a divisor
+        of ``num_particles / num_devices``).
     """
 
     method = "tsmc"
@@ -197,6 +212,8 @@ class TSMC:
         step_jitter: float = 0.5,
         init_spread: float = 1.2,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         if metric not in ("dense", "diagonal"):
             raise ValueError(f"metric must be 'dense' or 'diagonal', got {metric!r}")
@@ -220,6 +237,7 @@ class TSMC:
         self.step_jitter = float(step_jitter)
         self.init_spread = check_positive("init_spread", init_spread)
         self.progress_bar = check_progress_bar(progress_bar)
+        self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         self.move_settings = MoveSettings(
             num_moves=self.num_moves, max_moves=self.max_moves, num_leapfrog=self.num_leapfrog,
             max_leapfrog=self.max_leapfrog, target_correlation=self.target_correlation,
@@ -239,7 +257,8 @@ class TSMC:
             target_correlation=self.target_correlation, step_size=self.step_size,
             target_accept=self.target_accept, resampling=self.resampling, max_stages=self.max_stages,
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
-            init_spread=self.init_spread,
+            init_spread=self.init_spread, num_devices=self.layout.num_devices,
+            batch_size=self.layout.batch_size,
         )
 
     def _dense(self, dim: int) -> bool:
@@ -253,7 +272,8 @@ class TSMC:
             particles = ld.sample_prior(rng_key, self.num_particles)
         else:
             particles = reference.sample(rng_key, self.num_particles)
-        lp, ll, cost = jax.vmap(lambda z: path_target(ld, reference, 0.0)(z)[1])(particles)  # no gradient needed
+        particles = self.layout.constrain(particles)
+        lp, ll, cost = self.layout.map(lambda z: path_target(ld, reference, 0.0)(z)[1])(particles)  # no gradient
         step = self.step_size if self.step_size is not None else ld.dim ** -0.25
         length = self.num_leapfrog if self.num_leapfrog is not None else INITIAL_LEAPFROG
         zero = jnp.zeros((), particles.dtype)
@@ -268,10 +288,13 @@ class TSMC:
         ld = log_density(self.model, *model_args, **model_kwargs)
         n, dim = state.particles.shape
 
-        # 1-2. next temperature, reweighting, evidence increment.
-        delta, last = next_delta(state.log_likelihood, 1.0 - state.beta, self.target_ess)
+        # 1-2. next temperature, reweighting, evidence increment. Each of the bisection's steps
+        # sums over all particles: with several devices they are gathered once and every device
+        # bisects alone, rather than exchanging partial sums at every step.
+        log_likelihood = self.layout.replicate(state.log_likelihood)
+        delta, last = next_delta(log_likelihood, 1.0 - state.beta, self.target_ess)
         beta = jnp.where(last, jnp.ones_like(state.beta), state.beta + delta)
-        log_w = incremental_log_weights(state.log_likelihood, delta)
+        log_w = incremental_log_weights(log_likelihood, delta)
         log_evidence_increment = logsumexp(log_w) - math.log(n)
         weights = jnp.exp(log_w - logsumexp(log_w))
 
@@ -280,7 +303,7 @@ class TSMC:
         aux = (state.log_start, state.log_likelihood, state.cost)
         z, _, (lp, ll, cost), step_size, length, moves, metric_info = rejuvenate(
             rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._dense(dim),
-            state.step_size, state.num_leapfrog, self.move_settings,
+            state.step_size, state.num_leapfrog, self.move_settings, self.layout,
         )
         cost_min, cost_mean = finite_min_mean(cost)
         new_state = TSMCState(z, lp, ll, cost, beta, step_size, length,
@@ -310,7 +333,7 @@ class TSMC:
 
     def _finalize_impl(self, particles, model_args, model_kwargs):
         ld = log_density(self.model, *model_args, **model_kwargs)
-        return jax.vmap(ld.sites)(particles)
+        return self.layout.map(ld.sites)(particles)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -335,10 +358,17 @@ class TSMC:
         Raises:
           InferenceError: every particle of the initial population has a non-finite cost.
         """
+        # Small dense linear algebra (the metric's eigh, Cholesky and solves) runs on the host
+        # LAPACK on a CPU backend; its threads would fight XLA's (see single_threaded_blas).
+        with single_threaded_blas():
+            return self._run(rng_key, model_args, model_kwargs, init, checkpoint)
+
+    def _run(self, rng_key, model_args, model_kwargs, init, checkpoint):
         rng_key = _as_typed_key(rng_key)
         key_init, key_stages = jax.random.split(rng_key)
-        # max_stages is left out: resuming with a larger budget is how a stopped run continues.
-        fingerprint = {k: v for k, v in self.config.items() if k != "max_stages"}
+        # Left out: max_stages (resuming with a larger budget is how a stopped run continues), and
+        # where the particles live (a run may resume on other devices or with other batches).
+        fingerprint = {k: v for k, v in self.config.items() if k not in ("max_stages", "num_devices", "batch_size")}
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
@@ -349,10 +379,10 @@ class TSMC:
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:
             state, history = loaded
-            state = TSMCState(*map(jnp.asarray, state))
+            state = self.layout.put(TSMCState(*state))
         else:
             state = self._init(key_init, model_args, model_kwargs, reference)
-            raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
+            raise_if_all_nonfinite(to_host(state.log_likelihood), "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
         with progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
@@ -361,7 +391,9 @@ class TSMC:
                 previous_beta = float(state.beta)
                 state, info = self._stage(jax.random.fold_in(key_stages, int(state.stage)), state,
                                           model_args, model_kwargs, reference)
-                info = jax.device_get(info)
+                # The per-stage scalars come to the host now (one small transfer); the per-particle
+                # fields stay where they are until the end (only the last stage's are reported).
+                info = info._replace(**jax.device_get({name: getattr(info, name) for name in _PER_STAGE}))
                 for name, value in info._asdict().items():
                     history[name].append(value)
                 bar.set_description_str(f"TSMC stage {int(state.stage)}", refresh=False)
@@ -372,7 +404,7 @@ class TSMC:
                 )  # drawn by the update below
                 bar.update(float(info.beta) - previous_beta)
                 if checkpoint:
-                    checkpointing.save(checkpoint, state, history, fingerprint)
+                    self._save(checkpoint, state, history, fingerprint)
 
         final_beta = float(state.beta)
         if final_beta < 1.0:
@@ -380,15 +412,18 @@ class TSMC:
                 f"TSMC stopped at beta={final_beta:.4g} after max_stages={self.max_stages} stages; "
                 "the particles target the tempered, not the final, distribution. Raise max_stages "
                 "or lower target_ess.",
-                stacklevel=2,
+                stacklevel=3,
             )
-        samples, log_likelihood = self._finalize(state.particles, model_args, model_kwargs)
+        samples, log_likelihood = to_host(self._finalize(state.particles, model_args, model_kwargs))
         stats = {name: np.asarray(history[name]) for name in _PER_STAGE}
+        last = {name: history[name][-1] for name in ("particle_acceptance_rate", "particle_diverging",
+                                                     "particle_step_size")}
+        last, lp = to_host((last, state.log_start + state.log_likelihood))
         particle_stats = {
-            "lp": np.asarray(state.log_start + state.log_likelihood),
-            "acceptance_rate": np.asarray(history["particle_acceptance_rate"][-1]),
-            "diverging": np.asarray(history["particle_diverging"][-1]),
-            "step_size": np.asarray(history["particle_step_size"][-1]),
+            "lp": np.asarray(lp),
+            "acceptance_rate": np.asarray(last["particle_acceptance_rate"]),
+            "diverging": np.asarray(last["particle_diverging"]),
+            "step_size": np.asarray(last["particle_step_size"]),
         }
         from ppl_control import Result
 
@@ -403,3 +438,9 @@ class TSMC:
             config=dict(self.config, num_stages=int(state.stage), final_beta=final_beta,
                         warm_start=init is not None),
         )
+
+    def _save(self, path, state, history, fingerprint):
+        """Checkpoint on the host; with several processes, every one gathers and the first writes."""
+        state, history = to_host((state, history))
+        if jax.process_index() == 0:
+            checkpointing.save(path, state, history, fingerprint)

@@ -1,0 +1,208 @@
+"""Where a population of particles lives and how it is evaluated: devices, batches, host threads.
+
+Three knobs every population algorithm shares, none of which changes what is computed:
+
+* **Devices.** The particle axis is sharded over a one-axis ``jax.sharding.Mesh`` (axis name
+  ``"particles"``) with ``NamedSharding``: each device holds ``N / num_devices`` particles and
+  evaluates the model for those. The algorithms' population statistics (sums over particles:
+  weights, ESS, covariances, ...) are ordinary ``jnp`` reductions inside the compiled step; XLA's
+  SPMD partitioner (GSPMD) turns them into all-reduces across devices, and resampling into one
+  all-gather per stage. With several processes (``jax.distributed.initialize``) the mesh spans
+  every process's devices. With one device nothing is annotated, so single-device programs are
+  exactly what they would be without this module.
+* **Batches.** ``batch_size`` bounds how many particles each device evaluates at once: the
+  population is mapped in sequential batches (``lax.map`` over a vmapped function), so the
+  memory of a reverse pass through a long rollout grows with the batch, not the population.
+* **Host BLAS threads.** ``single_threaded_blas`` (below).
+"""
+
+import contextlib
+import numbers
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = "particles"
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the host's BLAS and LAPACK (OpenBLAS, MKL, ...) on one thread inside the block.
+
+    On a CPU backend, XLA hands small dense linear algebra (``eigh``, Cholesky, triangular solves
+    of a ``D x D`` metric) to the host LAPACK, whose own worker threads then compete for the cores
+    with XLA's thread pool. Measured on a shared 2-core machine (``benchmarks.tsmc_overhead``'s
+    notes): a 60 x 60 ``eigh`` took 70-100 ms with OpenBLAS's default threads and 0.4 ms with one,
+    a triangular solve 15 ms and 0.02 ms; a TSMC run spent 30% of its time there. Matrices this
+    small gain nothing from threads. One thread also makes results independent of the host's core
+    count. Process-wide while active (BLAS thread pools are global), restored on exit.
+    """
+    from threadpoolctl import threadpool_limits
+
+    import scipy.linalg  # noqa: F401  (loads the LAPACK jaxlib calls, so the limit reaches it)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _device_count_for(num_particles: int, available: int) -> int:
+    """The most devices, at most ``available``, that split ``num_particles`` evenly."""
+    return max(k for k in range(1, available + 1) if num_particles % k == 0)
+
+
+def particle_mesh(devices, num_particles: int) -> Mesh | None:
+    """The one-axis mesh the particles are sharded over, or ``None`` for a single device.
+
+    Args:
+      devices: ``None`` (every device, ``jax.devices()``, across all processes after
+        ``jax.distributed.initialize``; if ``num_particles`` is not a multiple of their number,
+        the most of them that divide it evenly), a sequence of devices, or a one-axis
+        ``jax.sharding.Mesh``.
+      num_particles: the population size; an explicit ``devices`` must divide it evenly.
+
+    Raises:
+      ValueError: a mesh with more than one axis, an empty device list, or explicit devices whose
+        number does not divide ``num_particles``.
+    """
+    if devices is None:
+        available = jax.devices()
+        devices = available[: _device_count_for(num_particles, len(available))]
+    if isinstance(devices, Mesh):
+        if len(devices.axis_names) != 1:
+            raise ValueError(
+                f"devices: the particles are sharded over a one-axis mesh, got axes {devices.axis_names}"
+            )
+        devices = list(devices.devices.flat)
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices: need at least one device")
+    if num_particles % len(devices):
+        raise ValueError(
+            f"num_particles ({num_particles}) must be a multiple of the number of devices the particles "
+            f"are sharded over ({len(devices)}): each device holds an equal share. Choose "
+            f"num_particles divisible by {len(devices)}, or pass devices= with fewer devices."
+        )
+    if len(devices) == 1:
+        return None
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def check_batch_size(batch_size) -> int | None:
+    if batch_size is None:
+        return None
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return int(batch_size)
+
+
+def num_batches(per_device: int, batch_size: int | None) -> int:
+    """The fewest equal sequential batches of at most ``batch_size`` that ``per_device``
+    particles split into (1 without a ``batch_size``)."""
+    if batch_size is None or batch_size >= per_device:
+        return 1
+    return next(b for b in range(-(-per_device // batch_size), per_device + 1) if per_device % b == 0)
+
+
+class ParticleLayout(NamedTuple):
+    """How a population of ``num_particles`` is spread over devices and evaluated in batches.
+
+    Built once per algorithm instance (``ParticleLayout.build``); hashable, so compiled steps
+    capture it.
+    """
+
+    num_particles: int
+    mesh: Mesh | None
+    batch_size: int | None
+
+    @classmethod
+    def build(cls, num_particles: int, devices=None, batch_size=None) -> "ParticleLayout":
+        return cls(num_particles, particle_mesh(devices, num_particles), check_batch_size(batch_size))
+
+    @property
+    def num_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
+
+    @property
+    def sharding(self) -> NamedSharding | None:
+        """The sharding of an array whose leading axis is the particles (``None``: one device)."""
+        return None if self.mesh is None else NamedSharding(self.mesh, P(AXIS))
+
+    @property
+    def replicated(self) -> NamedSharding | None:
+        return None if self.mesh is None else NamedSharding(self.mesh, P())
+
+    def _is_particle_axis(self, x) -> bool:
+        return jnp.ndim(x) >= 1 and jnp.shape(x)[0] == self.num_particles
+
+    def constrain(self, tree):
+        """Inside a compiled function: shard every leaf of ``tree`` whose leading axis is the
+        particles (the others are left to the partitioner). The identity on one device."""
+        if self.mesh is None:
+            return tree
+        spec = self.sharding
+        return jax.tree.map(lambda x: lax.with_sharding_constraint(x, spec) if self._is_particle_axis(x) else x, tree)
+
+    def replicate(self, tree):
+        """Inside a compiled function: a full copy of every leaf on every device (one all-gather),
+        for work that reads all particles many times over (the temperature bisection). The
+        identity on one device."""
+        if self.mesh is None:
+            return tree
+        return jax.tree.map(lambda x: lax.with_sharding_constraint(x, self.replicated), tree)
+
+    def put(self, tree):
+        """Outside a compiled function: place host arrays (a loaded checkpoint, say) on the mesh,
+        particle-axis leaves sharded and the rest replicated. ``jnp.asarray`` on one device."""
+        if self.mesh is None:
+            return jax.tree.map(jnp.asarray, tree)
+        return jax.tree.map(
+            lambda x: jax.device_put(x, self.sharding if self._is_particle_axis(x) else self.replicated), tree
+        )
+
+    def map(self, fn: Callable) -> Callable:
+        """``jax.vmap(fn)`` over the leading (particle) axis of every argument, evaluated in
+        sequential batches of at most ``batch_size`` particles per device when that is set.
+
+        Batch ``j`` holds particles ``j, j + B, j + 2B, ...`` (``B`` the number of batches), so
+        that every batch is spread evenly over the devices and each device works on its own
+        particles only. Per particle the arithmetic is that of ``jax.vmap(fn)``.
+        """
+        vmapped = jax.vmap(fn)
+        batches = num_batches(self.num_particles // self.num_devices, self.batch_size)
+        if batches == 1:
+            return vmapped
+        n = self.num_particles
+        inner = None if self.mesh is None else NamedSharding(self.mesh, P(None, AXIS))
+
+        def split(x):
+            x = jnp.swapaxes(jnp.reshape(x, (n // batches, batches) + jnp.shape(x)[1:]), 0, 1)
+            return x if inner is None else lax.with_sharding_constraint(x, inner)
+
+        def merge(y):
+            return jnp.reshape(jnp.swapaxes(y, 0, 1), (n,) + jnp.shape(y)[2:])
+
+        def mapped(*args):
+            out = lax.map(lambda batch: vmapped(*batch), jax.tree.map(split, args))
+            return self.constrain(jax.tree.map(merge, out))
+
+        return mapped
+
+
+def to_host(tree):
+    """``jax.device_get`` that also works when arrays span several processes (gathered from
+    all of them; every process must call it)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+
+    return jax.tree.map(get, tree)
