@@ -2,12 +2,14 @@
 
 For every registered problem (``models.names()``):
 
-1. TSMC with the default configuration (``TSMC(model)``: 256 particles, target ESS 0.5, 5 HMC
-   moves of 10 leapfrog steps per stage) on the default problem at its recommended temperature,
-   ``--seeds`` independent runs: the best particle's cost of each (the "default budget" column).
-2. The reference: the best cost found by the strongest method at hand, a long multi-start run of
-   TSMC followed by gradient polishing. Every final TSMC particle of every seed is a candidate;
-   the ``--restarts`` cheapest of them plus as many prior draws start Adam (``--adam-steps`` steps,
+1. TSMC with the default configuration (``TSMC(model)``: 256 particles, target ESS 0.5,
+   self-tuning moves) on the default problem at its recommended temperature, ``--seeds``
+   independent runs: the best particle's cost of each (the "default budget" column).
+2. NumPyro's NUTS (``MCMC(NUTS)``, 300 warm-up + 300 draws), ``--seeds`` chains: every draw is a
+   candidate too (NUTS's long trajectories find basins tempering can miss; cartpole is one).
+3. The reference: the best cost found by the strongest methods at hand, followed by gradient
+   polishing. Every final TSMC particle and NUTS draw of every seed is a candidate; the
+   ``--restarts`` cheapest of them plus as many prior draws start Adam (``--adam-steps`` steps,
    learning rate ``--learning-rate``) on the controls through ``u = mid + half * tanh(w)`` (smooth
    in ``w`` and always inside the action box). The reference is the lowest cost of all candidates
    and polished points. Problems with an exact optimum (``lqr``, ``double_integrator``) report it
@@ -20,9 +22,7 @@ For every registered problem (``models.names()``):
 """
 
 import argparse
-import datetime
 import math
-import pathlib
 import time
 
 import jax
@@ -32,7 +32,9 @@ import optax
 
 import ppl_control as pc
 from ppl_control import models
-from ppl_control.inference import TSMC
+from ppl_control.inference import NUTS, TSMC
+
+from ._machine import describe, replace_section
 
 HEADING = "## Problem library: reference costs"
 EXACT = {"lqr", "double_integrator"}
@@ -85,6 +87,15 @@ def measure(name, seeds, restarts, adam_steps, learning_rate):
         bests.append(float(np.nanmin(np.where(np.isfinite(c), c, np.nan))))
         particles.append(np.asarray(result.samples["controls"]))
         costs.append(np.where(np.isfinite(c), c, np.inf))
+    nuts = NUTS(model, num_warmup=300, num_samples=300, progress_bar=False)
+    nuts_bests = []
+    for seed in range(seeds):
+        result = nuts.run(jax.random.key(seed))
+        c = np.asarray(result.samples["cost"], dtype=np.float64)
+        nuts_bests.append(float(np.nanmin(np.where(np.isfinite(c), c, np.nan))))
+        particles.append(np.asarray(result.samples["controls"]))
+        costs.append(np.where(np.isfinite(c), c, np.inf))
+    num_tsmc = sum(len(c) for c in costs[:seeds])
     particles, costs = np.concatenate(particles), np.concatenate(costs)
     order = np.argsort(costs)[:restarts]
     prior = pc.control_prior(problem).sample(jax.random.key(10_000), (restarts,))
@@ -94,34 +105,33 @@ def measure(name, seeds, restarts, adam_steps, learning_rate):
     polish_time = time.perf_counter() - start
     from_tsmc, from_prior = float(np.min(polished[:restarts])), float(np.min(polished[restarts:]))
     reference = min(float(costs.min()), from_tsmc, from_prior)
-    how = ("TSMC particle" if reference == float(costs.min())
-           else "Adam from TSMC" if reference == from_tsmc else "Adam from prior")
+    cheapest = int(np.argmin(costs))
+    how = (("TSMC particle" if cheapest < num_tsmc else "NUTS draw") if reference == float(costs.min())
+           else "Adam from TSMC/NUTS" if reference == from_tsmc else "Adam from prior")
     exact = None
     if name == "double_integrator":
         exact = models.double_integrator.exact_minimum()[0]
     elif name == "lqr":
         exact = problem.reference_cost
     return dict(name=name, dim=problem.horizon * problem.action_dim, temperature=problem.temperature,
-                reference=reference, how=how, exact=exact, tsmc_best=bests, tsmc_time=times,
+                reference=reference, how=how, exact=exact, tsmc_best=bests, tsmc_time=times, nuts_best=nuts_bests,
                 adam_from_tsmc=from_tsmc, adam_from_prior=from_prior, polish_time=polish_time)
 
 
 def table(rows, args) -> str:
     lines = [
-        HEADING,
-        "",
         f"Command: `python -m benchmarks.reference_costs --seeds {args.seeds} --restarts {args.restarts} "
-        f"--adam-steps {args.adam_steps} --write`. Machine: 2-core CPU, shared with other jobs "
-        f"(times are wall clock and only indicative). Date: {args.date}. float32.",
+        f"--adam-steps {args.adam_steps} --write`  ",
+        f"Machine: {describe()} (times are wall clock and only indicative). float32.",
         "",
-        "Reference = lowest cost among all final TSMC particles of the seeds and Adam polishing "
-        f"({args.adam_steps} steps, lr {args.learning_rate}, tanh-reparametrised controls) from the "
-        f"{args.restarts} cheapest TSMC particles and from {args.restarts} prior draws. "
-        "TSMC default budget = `TSMC(model)` defaults (256 particles, target ESS 0.5, 5 moves x 10 "
-        "leapfrog) at the problem's recommended temperature; best particle per seed.",
+        "Reference = lowest cost among all final TSMC particles and NUTS draws (300 + 300) of the seeds "
+        f"and Adam polishing ({args.adam_steps} steps, lr {args.learning_rate}, tanh-reparametrised "
+        f"controls) from the {args.restarts} cheapest of them and from {args.restarts} prior draws. "
+        "TSMC default budget = `TSMC(model)` defaults (256 particles, target ESS 0.5, self-tuning moves) "
+        "at the problem's recommended temperature; best particle per seed; NUTS likewise, best draw.",
         "",
-        "| problem | dim | temperature | reference cost | found by | exact optimum | TSMC default best (per seed) | gap to reference | TSMC time / run (s) | best Adam from prior |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | dim | temperature | reference cost | found by | exact optimum | TSMC default best (per seed) | gap to reference | TSMC time / run (s) | NUTS best (per seed) | best Adam from prior |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         exact = "" if r["exact"] is None else f"{r['exact']:.4f}"
@@ -130,21 +140,10 @@ def table(rows, args) -> str:
         lines.append(
             f"| {r['name']} | {r['dim']} | {r['temperature']:g} | {r['reference']:.4f} | {r['how']} | {exact} | "
             f"{', '.join(f'{b:.4f}' for b in r['tsmc_best'])} | {gap:.3g} ({100 * rel:.1f}%) | "
-            f"{np.mean(r['tsmc_time']):.0f} | {r['adam_from_prior']:.4f} |"
+            f"{np.mean(r['tsmc_time']):.0f} | {', '.join(f'{b:.4f}' for b in r['nuts_best'])} | "
+            f"{r['adam_from_prior']:.4f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: pathlib.Path, section: str) -> None:
-    """Replace (or append) this benchmark's section of ``path``, leaving every other section alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("" if end < 0 else text[end:])
-    path.write_text(text)
 
 
 def main(argv=None):
@@ -154,7 +153,6 @@ def main(argv=None):
     parser.add_argument("--restarts", type=int, default=16)
     parser.add_argument("--adam-steps", type=int, default=2000)
     parser.add_argument("--learning-rate", type=float, default=0.02)
-    parser.add_argument("--date", default=datetime.date.today().isoformat())
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md's section")
     args = parser.parse_args(argv)
     rows = []
@@ -166,7 +164,7 @@ def main(argv=None):
     section = table(rows, args)
     print(section)
     if args.write:
-        write_section(pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md", section)
+        replace_section("BENCHMARKS.md", HEADING, section)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ BENCHMARKS = [
     ("benchmarks.reference_costs", ["--write"]),
     ("benchmarks.compare_algorithms", ["--write"]),
     ("benchmarks.policy_brax", ["--write"]),
+    ("benchmarks.mpc", ["--write"]),
 ]
 
 

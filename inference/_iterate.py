@@ -13,6 +13,7 @@ import numpy as np
 
 from . import checkpoint as checkpointing
 from ._common import progress, tempered_target
+from .warm_start import init_digest
 
 # The iterations are run in at most this many compiled chunks (all of one length, plus at most one
 # shorter remainder, so at most two compilations), whether or not a progress bar is shown: the
@@ -43,15 +44,19 @@ def key_fingerprint(rng_key) -> list[int]:
     return np.asarray(rng_key).ravel().tolist()
 
 
-def run_fingerprint(method: str, config: dict, rng_key, log_density_) -> dict:
-    """What a checkpoint must match to be resumed: method, configuration, key and the model's
-    latent shapes (a checkpoint of another model fails loudly instead of resuming garbage)."""
-    return dict(
+def run_fingerprint(method: str, config: dict, rng_key, log_density_, init_values: dict | None = None) -> dict:
+    """What a checkpoint must match to be resumed: method, configuration, key, the model's
+    latent shapes (a checkpoint of another model fails loudly instead of resuming garbage) and,
+    for a warm start, a digest of its particles."""
+    fingerprint = dict(
         config,
         method=method,
         key=key_fingerprint(rng_key),
         latent_shapes={name: list(shape) for name, shape in log_density_.latent_shapes.items()},
     )
+    if init_values is not None:
+        fingerprint["init"] = init_digest(init_values)
+    return fingerprint
 
 
 def iterate(chunk_fn, state, num_steps: int, *, desc: str, progress_bar, postfix=None,

@@ -40,6 +40,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
 class CEMState(NamedTuple):
@@ -71,7 +72,8 @@ class CEM:
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the final population, the elites
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``): the final population, the elites
     weighted uniformly and the rest zero; ``stats``: ``cost_min``, ``cost_mean`` of each iteration's
     population, ``std_mean`` (mean of ``sigma``), ``num_evaluations`` (model evaluations per
     iteration, the initial population's ``N`` counted in the first, so the sum is the total).
@@ -111,14 +113,19 @@ class CEM:
             min_std=self.min_std,
         )
 
-    def _init_state(self, args, kwargs, key):
+    def _init_state(self, args, kwargs, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         key, sub = jax.random.split(key)
-        z = ld.sample_prior(sub, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(sub, self.num_particles)
+            mean, std = jnp.mean(z, axis=0), jnp.std(z, axis=0)
+        else:  # a warm start: the given particles are the population and fix mu and sigma
+            given, finite = unconstrained(ld, init_values)
+            z = select_rows(given, finite, self.num_particles)
+            mean, std = finite_moments(given, finite)
         score, cost = _evaluate(ld, z)
         order = jnp.argsort(-score)  # stable: ties keep their order
-        std = jnp.maximum(jnp.std(z, axis=0), self.min_std)
-        return CEMState(key, jnp.mean(z, axis=0), std, z[order], score[order], cost[order])
+        return CEMState(key, mean, jnp.maximum(std, self.min_std), z[order], score[order], cost[order])
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -148,19 +155,25 @@ class CEM:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, checkpoint: str | None = None, **kwargs):
-        """Run CEM from the prior; see the class docstring for the result.
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Run CEM from the prior, or from ``init``; see the class docstring for the result.
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
           *args: positional arguments of the model.
           **kwargs: keyword arguments of the model.
+          init: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (>= 2 particles): they are the initial population (cycled or
+            evenly subsampled to ``num_particles``), and their mean and standard deviation (in
+            the unconstrained space, particles with a non-finite value skipped) the initial
+            ``mu, sigma``.
           checkpoint: a file path; the state is saved there after every compiled chunk of
             iterations (about every ``num_steps / 20``), and a run started with an existing
-            checkpoint of the same configuration and key resumes from it, bit for bit.
+            checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
         """
         ld = log_density(self.model, *args, **kwargs)
-        state = self._init(args, kwargs, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, s, steps),
             state,
@@ -169,7 +182,7 @@ class CEM:
             progress_bar=self.progress_bar,
             postfix=lambda s: f"best cost {float(s.cost[0]):.4g}",
             checkpoint=checkpoint,
-            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld),
+            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld, values),
         )
         raise_if_all_nonfinite(state.score, "log density", self.method)
         # The initial population's evaluations are counted in the first iteration.

@@ -10,10 +10,11 @@ Every proposal's step size is jittered per particle and per move (randomised int
 Mackenzie 1989; Neal 2011): with a well-whitened metric a fixed step and leapfrog count can
 resonate with the target's period, so particles stop moving.
 
-A *probe* move also records, at every leapfrog step ``l`` of its trajectory, the squared jump
-(in whitened units) that a move of ``l`` steps would have made, times its acceptance probability.
-Averaged over the population, that is the expected squared jumping distance of every trajectory
-length at once, from which ``inference.tuning`` picks the length (Buchholz, Chopin & Jacob 2021).
+A *probe* move also records, at every leapfrog step ``l`` of its trajectory, what a move of ``l``
+steps would have achieved: the squared jump (in whitened units) times its acceptance probability,
+and the expected value after it of a watched scalar (the log-likelihood, for TSMC). Over the population that shows how much every trajectory
+length decorrelates the particles, at once, from which ``inference.tuning`` picks the length
+(in the spirit of Buchholz, Chopin & Jacob 2021).
 """
 
 from typing import Callable, NamedTuple
@@ -31,14 +32,17 @@ DIVERGENCE_THRESHOLD = 1000.0
 class MoveInfo(NamedTuple):
     """Per-particle diagnostics of one HMC move.
 
-    ``path_jump[l - 1]`` is ``min(1, exp(-dH_l)) * |S^{-1}(z_l - z_0)|^2`` for a probe move (zeros
-    past its length), and has length 0 otherwise.
+    For a probe move, with ``a_l = min(1, exp(-dH_l))`` the acceptance probability of stopping
+    after ``l`` leapfrog steps: ``path_jump[l - 1] = a_l |S^{-1}(z_l - z_0)|^2`` and
+    ``path_watched[l - 1] = a_l w(z_l) + (1 - a_l) w(z_0)`` for the watched scalar ``w`` (zeros
+    past its length); both have length 0 for other moves.
     """
 
     acceptance_rate: jax.Array
     diverging: jax.Array
     step_size: jax.Array
     path_jump: jax.Array
+    path_watched: jax.Array
 
 
 def _velocity(metric: Metric, p):
@@ -73,6 +77,7 @@ def hmc_move(
     refresh=False,
     probe_length: int = 0,
     record=False,
+    watch: Callable | None = None,
 ):
     """One HMC transition of one particle, leaving ``exp(log_density)`` invariant.
 
@@ -91,10 +96,12 @@ def hmc_move(
         ``log_density``, ``grad`` and ``aux`` passed in. TSMC uses it to refresh gradients after the
         temperature changes through the same compiled loop as the moves, so the model's reverse
         pass is compiled once, not twice.
-      probe_length: static; the length of the ``MoveInfo.path_jump`` buffer (0: none).
-      record: a (traced, unbatched) boolean: fill ``path_jump`` (a probe move; costs one more
+      probe_length: static; the length of the ``MoveInfo.path_*`` buffers (0: none).
+      record: a (traced, unbatched) boolean: fill the ``path_*`` buffers (a probe move; costs one more
         ``Sigma p`` and one whitening per leapfrog step). A traced flag rather than a second
         function, so probe and ordinary moves share one compiled call of the model's gradient.
+      watch: static; ``aux -> scalar``, the quantity a probe records along the path
+        (``path_watched``); ``None`` watches the log density itself.
 
     Returns:
       ``(position, log_density, grad, aux, MoveInfo)`` after the Metropolis correction. A proposal
@@ -107,7 +114,8 @@ def hmc_move(
     eps = jnp.where(refresh, jnp.zeros_like(eps), eps)
     momentum, kinetic = _draw_momentum(key_momentum, metric, position.shape, position.dtype)
     start_energy = log_density - kinetic
-    path = jnp.zeros((probe_length,), position.dtype)
+    start_aux = aux
+    path = (jnp.zeros((probe_length,), position.dtype), jnp.zeros((probe_length,), position.dtype))
 
     def leapfrog(step, carry):
         z, p, g, logp, aux, path = carry
@@ -116,15 +124,17 @@ def hmc_move(
         (logp, aux), g = value_and_grad(z)
         p = p + 0.5 * eps * g
         if probe_length:
-            path = lax.cond(record, lambda: _record_jump(path, step, z, p, logp), lambda: path)
+            path = lax.cond(record, lambda: _record_jump(path, step, z, p, logp, aux), lambda: path)
         return z, p, g, logp, aux, path
 
-    def _record_jump(path, step, z, p, logp):
+    def _record_jump(path, step, z, p, logp, aux):
         change = _energy_change(logp, p, metric, start_energy)
         accept = jnp.where(jnp.isfinite(change), jnp.exp(jnp.minimum(change, 0.0)), 0.0)
         white = metric.whiten(z - position)
         jump = jnp.where(jnp.isfinite(white @ white), white @ white, 0.0)
-        return path.at[step].set(accept * jump)
+        now, before = (logp, log_density) if watch is None else (watch(aux), watch(start_aux))
+        expected = jnp.where(accept > 0, accept * now + (1.0 - accept) * before, before)
+        return path[0].at[step].set(accept * jump), path[1].at[step].set(expected)
 
     num_steps = jnp.where(refresh, 1, num_leapfrog)
     z, p, g, logp, aux_new, path = lax.fori_loop(
@@ -141,5 +151,5 @@ def hmc_move(
         pick(logp, log_density),
         pick(g, grad),
         jax.tree.map(pick, aux_new, aux),
-        MoveInfo(jnp.exp(log_accept), diverging, eps, path),
+        MoveInfo(jnp.exp(log_accept), diverging, eps, *path),
     )

@@ -85,6 +85,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._warm import select_rows, site_values, unconstrained
 
 
 class SensitivityNoiseState(NamedTuple):
@@ -229,8 +230,8 @@ class MDPO:
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result`` with the best iterate of every
-    restart as the particles (uniform weights, zero for restarts that never had a finite
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``) with the best iterate of every restart as the particles (uniform weights, zero for restarts that never had a finite
     objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates),
     ``noise_scale`` (iterations x blocks: the mean over restarts of ``sigma_k``, the standard
     deviation of the noise actually added, in unconstrained units), ``num_evaluations``
@@ -309,10 +310,13 @@ class MDPO:
             adaptive=self.adaptive_noise, key=key,
         )
 
-    def _init_state(self, args, kwargs, block_ids, num_blocks, key):
+    def _init_state(self, args, kwargs, block_ids, num_blocks, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         init_key, noise_key = jax.random.split(key)
-        z = ld.sample_prior(init_key, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(init_key, self.num_particles)
+        else:  # a warm start: the restarts begin at the given particles
+            z = select_rows(*unconstrained(ld, init_values), self.num_particles)
         opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
         n = self.num_particles
         inf = jnp.full((n,), jnp.inf, z.dtype)
@@ -349,23 +353,27 @@ class MDPO:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, checkpoint: str | None = None, **kwargs):
-        """Optimise from ``num_particles`` prior draws; see the class docstring for the result.
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Optimise from ``num_particles`` prior draws, or from ``init``; see the class docstring.
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
           *args: positional arguments of the model.
           **kwargs: keyword arguments of the model.
+          init: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (>= 2 particles): the restarts begin at those particles (cycled
+            when there are fewer than ``num_particles``, evenly spaced when more; particles with
+            a non-finite unconstrained value are skipped).
           checkpoint: a file path; the state is saved there after every compiled chunk of
             iterations (about every ``num_steps / 20``), and a run started with an existing
-            checkpoint of the same configuration and key resumes from it, bit for bit. With a
-            custom ``optimizer`` the fingerprint cannot tell two optimizers apart: resume with
-            the same one.
+            checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit. With a custom ``optimizer`` the fingerprint cannot tell two
+            optimizers apart: resume with the same one.
         """
         ld = log_density(self.model, *args, **kwargs)
         block_ids, num_blocks, _ = time_blocks(ld, self.time_sites)
-        state = self._init(args, kwargs, block_ids, num_blocks, rng_key)
-        fingerprint = run_fingerprint(self.method, self.config, rng_key, ld)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, block_ids, num_blocks, rng_key, values)
+        fingerprint = run_fingerprint(self.method, self.config, rng_key, ld, values)
         if self.learning_rate is None:  # repr(optimizer) holds memory addresses
             fingerprint["optimizer"] = "custom"
         state, stats = iterate(

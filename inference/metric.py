@@ -112,52 +112,67 @@ def _floor(variance: jax.Array) -> jax.Array:
     return jnp.where(scale > jnp.finfo(variance.dtype).tiny / JITTER, JITTER * scale, 1.0)
 
 
-def fit_metric(particles: jax.Array, grads: jax.Array, weights: jax.Array, dense: bool):
+METRICS = ("dense", "diagonal", "covariance")
+
+
+def fit_metric(particles: jax.Array, grads: jax.Array, weights: jax.Array, kind: str):
     """``(Metric, MetricInfo)`` of the weighted population (see the module docstring).
 
     Args:
       particles: ``(N, D)`` positions.
       grads: ``(N, D)`` gradients of the log target at those positions.
       weights: ``(N,)`` normalised weights (zero for particles to ignore).
-      dense: the full matrix geometric mean; else the diagonal ``sqrt(Var z / Var g)``.
+      kind: ``"dense"``, the matrix geometric mean of the positions' covariance and the inverse
+        of the gradients'; ``"diagonal"``, ``sqrt(Var z / Var g)`` per coordinate;
+        ``"covariance"``, the positions' covariance alone, OAS-shrunk toward its diagonal (what
+        a population metric is without gradients: for comparison, and for models whose gradients
+        are too noisy to trust).
     """
+    if kind not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {kind!r}")
     _, position_cov = weighted_covariance(particles, weights)
     _, gradient_cov = weighted_covariance(grads, weights)
     n_eff = 1.0 / jnp.sum(weights**2)
     position_var, gradient_var = jnp.diag(position_cov), jnp.diag(gradient_cov)
     position_var = jnp.maximum(position_var, _floor(position_var))
     gradient_var = jnp.maximum(gradient_var, _floor(gradient_var))
-    if not dense:
+    zero = jnp.zeros((), particles.dtype)
+    if kind == "diagonal":
         inverse_mass = jnp.sqrt(position_var / gradient_var)
-        zero = jnp.zeros((), particles.dtype)
         return Metric(1.0 / jnp.sqrt(inverse_mass), inverse_mass), MetricInfo(zero, zero)
-    dim = particles.shape[1]
-    eye = jnp.eye(dim, dtype=particles.dtype)
     position_cov = position_cov + jnp.diag(position_var - jnp.diag(position_cov))  # floored diagonal
     a, rho_a = _shrink_toward_diagonal(position_cov, n_eff)
+    fallback = Metric(jnp.diag(1.0 / jnp.sqrt(position_var)), jnp.diag(position_var))
     chol = jnp.linalg.cholesky(a)
-    chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, jnp.diag(jnp.sqrt(position_var)))
+    ok = jnp.all(jnp.isfinite(chol))
+    chol = jnp.where(ok, chol, jnp.diag(jnp.sqrt(position_var)))
+    if kind == "covariance":
+        eye = jnp.eye(particles.shape[1], dtype=particles.dtype)
+        metric = Metric(jax.scipy.linalg.solve_triangular(chol.T, eye, lower=False), chol @ chol.T)
+        return _or_fallback(metric, fallback), MetricInfo(rho_a, zero)
     c = chol.T @ gradient_cov @ chol  # the identity for an exact Gaussian
     c = 0.5 * (c + c.T)
     rho_c = oas_intensity(c, n_eff)
-    mu = jnp.trace(c) / dim
-    c = (1.0 - rho_c) * c + rho_c * mu * eye
+    mu = jnp.trace(c) / c.shape[0]
+    c = (1.0 - rho_c) * c + rho_c * mu * jnp.eye(c.shape[0], dtype=c.dtype)
     eigenvalues, vectors = jnp.linalg.eigh(c)
     eigenvalues = jnp.maximum(eigenvalues, _floor(eigenvalues))
     # S = L C^{-1/4}, so S S' = L C^{-1/2} L' = M; S^{-T} = L^{-T} C^{1/4}. The roots are the
     # symmetric ones, V diag(c^{-+1/4}) V': unlike L V diag(c^{-1/4}) they do not depend on which
     # eigenvectors eigh returns where eigenvalues (nearly) coincide, as they do when the metric
-    # fits well (C ≈ I). So S, and the momenta drawn with it, are continuous in the covariances:
+    # fits well (C ~ I). So S, and the momenta drawn with it, are continuous in the covariances:
     # sums over particles added up in another order (on several devices, say) change them at
     # float rounding level, not by a rotation.
     factor = chol @ ((vectors * eigenvalues ** -0.25) @ vectors.T)
     momentum_factor = jax.scipy.linalg.solve_triangular(
         chol.T, (vectors * eigenvalues**0.25) @ vectors.T, lower=False)
-    metric = Metric(momentum_factor, factor @ factor.T)
+    return _or_fallback(Metric(momentum_factor, factor @ factor.T), fallback), MetricInfo(rho_a, rho_c)
+
+
+def _or_fallback(metric: Metric, fallback: Metric) -> Metric:
+    """``metric`` where every entry is finite, else ``fallback`` (the diagonal of the positions)."""
     ok = jnp.all(jnp.isfinite(metric.momentum_factor)) & jnp.all(jnp.isfinite(metric.inverse_mass))
-    fallback = Metric(jnp.diag(1.0 / jnp.sqrt(position_var)), jnp.diag(position_var))
-    metric = jax.tree.map(lambda good, bad: jnp.where(ok, good, bad), metric, fallback)
-    return metric, MetricInfo(rho_a, rho_c)
+    return jax.tree.map(lambda good, bad: jnp.where(ok, good, bad), metric, fallback)
 
 
 def covariance_estimate(particles: jax.Array, weights: jax.Array):

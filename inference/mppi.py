@@ -35,6 +35,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
 class MPPIState(NamedTuple):
@@ -58,7 +59,8 @@ class MPPI:
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the last iteration's samples with
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
+    see ``run``): the last iteration's samples with
     their MPPI weights; ``stats``: ``cost_min``, ``cost_mean``, ``ess`` (effective sample size of
     the weights) per iteration and ``num_evaluations`` (model evaluations per iteration).
     """
@@ -95,13 +97,19 @@ class MPPI:
             temperature=self.temperature,
         )
 
-    def _init_state(self, args, kwargs, key):
+    def _init_state(self, args, kwargs, key, init_values=None):
         ld = log_density(self.model, *args, **kwargs)
         key, sub = jax.random.split(key)
-        z = ld.sample_prior(sub, self.num_particles)
+        if init_values is None:
+            z = ld.sample_prior(sub, self.num_particles)
+            mean = jnp.mean(z, axis=0)
+        else:  # a warm start: the nominal is the mean of the given particles
+            given, finite = unconstrained(ld, init_values)
+            z = select_rows(given, finite, self.num_particles)
+            mean = finite_moments(given, finite)[0]
         n = self.num_particles
         uniform = jnp.full((n,), -jnp.log(n), z.dtype)
-        return MPPIState(key, jnp.mean(z, axis=0), z, uniform, jnp.full((n,), jnp.inf, z.dtype))
+        return MPPIState(key, mean, z, uniform, jnp.full((n,), jnp.inf, z.dtype))
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -131,19 +139,24 @@ class MPPI:
 
         return jax.lax.scan(step, state, steps)
 
-    def run(self, rng_key, *args, checkpoint: str | None = None, **kwargs):
-        """Run MPPI from the prior mean; see the class docstring for the result.
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
+        """Run MPPI from the prior mean, or from ``init``; see the class docstring for the result.
 
         Args:
           rng_key: a JAX PRNG key; the same key gives the same result, bit for bit.
           *args: positional arguments of the model.
           **kwargs: keyword arguments of the model.
+          init: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+            leading particle axis (>= 2 particles): the nominal starts at their mean in the
+            unconstrained space (particles with a non-finite value skipped); the perturbation
+            scale stays ``noise_scale``, MPPI's fixed sampling distribution.
           checkpoint: a file path; the state is saved there after every compiled chunk of
             iterations (about every ``num_steps / 20``), and a run started with an existing
-            checkpoint of the same configuration and key resumes from it, bit for bit.
+            checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
         """
         ld = log_density(self.model, *args, **kwargs)
-        state = self._init(args, kwargs, rng_key)
+        values = None if init is None else site_values(init, ld)
+        state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
             lambda s, steps: self._chunk(args, kwargs, s, steps),
             state,
@@ -152,7 +165,7 @@ class MPPI:
             progress_bar=self.progress_bar,
             postfix=lambda s: f"nominal cost {float(s.cost[0]):.4g}",
             checkpoint=checkpoint,
-            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld),
+            fingerprint=run_fingerprint(self.method, self.config, rng_key, ld, values),
         )
         raise_if_all_nonfinite(state.log_weights, "log density", self.method)
         return particles_to_result(

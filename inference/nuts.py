@@ -29,6 +29,7 @@ from ._common import (
     raise_if_all_nonfinite,
     show_progress,
 )
+from ._warm import best_particles, site_values
 
 _CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 
@@ -55,7 +56,8 @@ class NUTS:
       progress_bar: NumPyro's progress bar: ``"auto"`` (default) shows it on a terminal or in a
         notebook, not in a pipe or a log; ``True`` always, ``False`` never.
 
-    ``run(rng_key, *model_args, **model_kwargs) -> pc.Result``: the draws (all chains,
+    ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm
+    start, see ``run``): the draws (all chains,
     concatenated chain by chain) as equally weighted particles; ``particle_stats``: ``lp`` (the
     unconstrained log joint, ``-potential_energy``), ``acceptance_rate``, ``step_size``,
     ``diverging``, ``tree_size`` (leapfrog steps) per draw. ``stats`` is empty: NUTS has no
@@ -129,11 +131,14 @@ class NUTS:
             dense_mass=self.dense_mass,
         )
 
-    def run(self, rng_key, *args, checkpoint: str | None = None, **kwargs):
+    def run(self, rng_key, *args, init=None, checkpoint: str | None = None, **kwargs):
         """Sample with NumPyro's MCMC; see the class docstring for the result.
 
-        ``checkpoint`` is refused (``ValueError``): NUTS cannot checkpoint, see the module
-        docstring.
+        ``init``: a warm start, a ``pc.Result`` or a dict latent site -> constrained values with a
+        leading particle axis (>= 2 particles): each chain starts at one of the lowest-cost
+        particles (by the ``cost`` site when ``init`` has one, else the first ones), passed to
+        ``MCMC.run`` as ``init_params``. ``checkpoint`` is refused (``ValueError``): NUTS cannot
+        checkpoint, see the module docstring.
         """
         if checkpoint is not None:
             raise ValueError(
@@ -142,7 +147,14 @@ class NUTS:
             )
         ld = log_density(self.model, *args, **kwargs)  # validates the model, maps z to sites
         stat_fields = ("potential_energy", "accept_prob", "adapt_state.step_size", "num_steps")
-        self.mcmc.run(rng_key, *args, extra_fields=stat_fields, **kwargs)
+        init_params = None
+        if init is not None:
+            starts = best_particles(init, site_values(init, ld), self.num_chains)
+            z = jax.vmap(ld.unconstrain)(starts)
+            init_params = jax.vmap(ld.unravel)(z)  # NumPyro's unconstrained sites
+            if self.num_chains == 1:
+                init_params = jax.tree.map(lambda leaf: leaf[0], init_params)
+        self.mcmc.run(rng_key, *args, extra_fields=stat_fields, init_params=init_params, **kwargs)
         extra = self.mcmc.get_extra_fields()
         draws = self.mcmc.get_samples()  # unconstrained, see _unconstrained_draws
         z = jax.vmap(ld.ravel)({name: draws[name] for name in ld.latent_names})

@@ -7,11 +7,12 @@
   so the model's reverse pass is compiled once. With positions, gradients and weights in hand it
   fits the metric (``inference.metric``) and resamples;
 * pass 1, the first move: a *probe* when the trajectory length adapts (``inference.tuning``): it
-  integrates up to twice the previous stage's length, records the expected squared jump of every
-  shorter length, and the stage keeps the length with the most jump per gradient;
-* further moves with that integration time, until the particles have decorrelated from where the
-  stage started as far as the moves can decorrelate them (``tuning.moved_enough``) or
-  ``max_moves``; or exactly ``num_moves`` moves when the user fixed it.
+  integrates up to twice the previous stage's length, records what every shorter length would
+  have done, and the stage keeps the length that decorrelates the particles most per gradient;
+* further moves with that integration time (at least one after the probe), until the particles
+  have decorrelated from where the stage started as far as the moves can decorrelate them
+  (``tuning.moved_enough``) or ``max_moves``; or exactly ``num_moves`` moves when the user fixed
+  it.
 
 After every move the step size adapts toward ``target_accept`` (``tuning.next_step_size``); the
 integration time ``length * step`` chosen by the probe is kept, so the length follows the step.
@@ -105,7 +106,7 @@ def rejuvenate(
     aux: tuple,
     value_and_grad: Callable,
     resample: Callable,
-    dense: bool,
+    metric_kind: str,
     step_size: jax.Array,
     previous_length: jax.Array,
     settings: MoveSettings,
@@ -122,12 +123,12 @@ def rejuvenate(
         watches its decorrelation); overwritten by the refresh pass (they fix shapes and dtypes).
       value_and_grad: ``z -> ((log density, aux), grad)`` for one particle.
       resample: ``(key, weights, num) -> ancestors`` (``inference.resampling``).
-      dense: a dense metric (else diagonal).
+      metric_kind: ``"dense"``, ``"diagonal"`` or ``"covariance"`` (``metric.fit_metric``).
       step_size: the base step size to start from (whitened units).
       previous_length: the length the previous stage kept (the probe tries up to twice it).
       settings: ``MoveSettings``.
       layout: how the particles are spread over devices and evaluated in batches
-        (``ParticleLayout``); default: one device, all particles at once.
+        (``inference._parallel.ParticleLayout``); default: one device, all particles at once.
 
     Returns:
       ``(particles, log_density, aux, step_size, length, MovesInfo, MetricInfo)``: equally weighted
@@ -137,13 +138,16 @@ def rejuvenate(
     adaptive_length = settings.num_leapfrog is None
     max_passes = 1 + (settings.max_moves if settings.num_moves is None else settings.num_moves)
     buffer = settings.max_leapfrog if adaptive_length else 0
+    # At least one move; two when the first is a probe, whose length (twice the last choice) was
+    # not chosen for this stage: the second move runs the length the probe found.
+    min_passes = 3 if adaptive_length else 2
     probe_length = jnp.clip(2 * previous_length, 1, settings.max_leapfrog).astype(jnp.int32)
     fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
     layout = ParticleLayout(n, None, None) if layout is None else layout
     key_resample, key_moves = jax.random.split(rng_key)
 
     def fit_and_resample(c: _Carry):
-        metric, metric_info = fit_metric(c.z, c.grad, weights, dense)
+        metric, metric_info = fit_metric(c.z, c.grad, weights, metric_kind)
         ancestors = resample(key_resample, weights, n)
         take = lambda x: layout.constrain(x[ancestors])
         z = take(c.z)
@@ -155,7 +159,7 @@ def rejuvenate(
     def keep_going(c: _Carry):
         more = c.index < max_passes
         if settings.num_moves is None:
-            more &= (c.index < 2) | ~moved_enough(c.correlation, settings.target_correlation)
+            more &= (c.index < min_passes) | ~moved_enough(c.correlation, settings.target_correlation)
         return more
 
     def one_pass(c: _Carry):
@@ -165,14 +169,15 @@ def rejuvenate(
         keys = layout.constrain(jax.random.split(jax.random.fold_in(key_moves, c.index), n))
         move = layout.map(lambda key, z, logp, grad, aux: hmc_move(
             key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric, length, settings.step_jitter,
-            refresh, buffer, probing,
+            refresh, buffer, probing, watch=log_likelihood_of,
         ))
         z, logp, grad, aux, info = move(keys, c.z, c.logp, c.grad, c.aux)
         step = next_step_size(c.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
         step = jnp.where(refresh, c.step_size, step)
         integration_time = c.integration_time
         if adaptive_length:
-            chosen = best_length(jnp.mean(info.path_jump, axis=0), probe_length)
+            chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
+                                 log_likelihood_of(c.aux), probe_length, c.spread)
             integration_time = jnp.where(probing, chosen * c.step_size, integration_time)
         next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
         moved = ~refresh
@@ -194,7 +199,7 @@ def rejuvenate(
 
     zeros = jnp.zeros((n,), particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
-    eye = jnp.eye(dim, dtype=particles.dtype) if dense else jnp.ones((dim,), particles.dtype)
+    eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     start = _Carry(
         particles, jnp.full((n,), -jnp.inf, particles.dtype), jnp.zeros_like(particles), aux,
         Metric(eye, eye), MetricInfo(scalar, scalar), particles, zeros, scalar + 1.0, step_size,

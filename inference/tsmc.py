@@ -24,7 +24,6 @@ The stage is one compiled function; a run is a short Python loop over stages (te
 the progress bar and the optional checkpoint.
 """
 
-import hashlib
 import math
 import warnings
 from typing import NamedTuple
@@ -51,9 +50,10 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
+from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
-from .warm_start import as_site_values, fit_reference
+from .warm_start import as_site_values, fit_reference, init_digest
 
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
 # stages start from what the previous one chose.
@@ -167,8 +167,10 @@ class TSMC:
       resampling: ``"systematic"`` (default), ``"stratified"`` or ``"multinomial"``.
       max_stages: the largest number of stages; a run that has not reached ``beta = 1`` by then
         warns and returns its particles at the last ``beta`` (recorded in ``config``).
-      metric: ``"dense"`` (the particles' full covariance, default) or ``"diagonal"``.
-      dense_max_dim: above this dimension a dense metric falls back to the diagonal.
+      metric: ``"dense"`` (default: from the particles' positions and gradients, full matrix),
+        ``"diagonal"`` (the same, per coordinate) or ``"covariance"`` (the positions' covariance
+        alone, without gradients); see ``inference.metric``.
+      dense_max_dim: above this dimension a full-matrix metric falls back to the diagonal.
       step_jitter: each proposal uses ``step_size * U(1 - step_jitter, 1 + step_jitter)``.
       init_spread: a warm start (``run(..., init=...)``) tempers from a Gaussian fitted to the
         given particles with its standard deviations multiplied by this; see
@@ -215,8 +217,8 @@ class TSMC:
         devices=None,
         batch_size: int | None = None,
     ):
-        if metric not in ("dense", "diagonal"):
-            raise ValueError(f"metric must be 'dense' or 'diagonal', got {metric!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if not 0.0 <= step_jitter < 1.0:
             raise ValueError(f"step_jitter must lie in [0, 1), got {step_jitter!r}")
         self.model = model
@@ -261,8 +263,8 @@ class TSMC:
             batch_size=self.layout.batch_size,
         )
 
-    def _dense(self, dim: int) -> bool:
-        return self.metric == "dense" and dim <= self.dense_max_dim
+    def _metric_kind(self, dim: int) -> str:
+        return "diagonal" if dim > self.dense_max_dim else self.metric
 
     # -- compiled pieces ---------------------------------------------------------------------
 
@@ -302,7 +304,7 @@ class TSMC:
         value_and_grad = jax.value_and_grad(path_target(ld, reference, beta), has_aux=True)
         aux = (state.log_start, state.log_likelihood, state.cost)
         z, _, (lp, ll, cost), step_size, length, moves, metric_info = rejuvenate(
-            rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._dense(dim),
+            rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._metric_kind(dim),
             state.step_size, state.num_leapfrog, self.move_settings, self.layout,
         )
         cost_min, cost_mean = finite_min_mean(cost)
@@ -374,7 +376,7 @@ class TSMC:
         if init is not None:
             names = log_density(self.model, *model_args, **model_kwargs).latent_names
             values = as_site_values(init, names)
-            fingerprint["init"] = hashlib.sha1(b"".join(v.tobytes() for v in values.values())).hexdigest()
+            fingerprint["init"] = init_digest(values)
             reference = self._fit_reference(values, model_args, model_kwargs)
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:

@@ -13,14 +13,21 @@ takes over.
 **Trajectory length** (in the spirit of Buchholz, Chopin & Jacob 2021, who tune HMC within SMC
 from the jumps the particles make, after Fearnhead & Taylor 2013). The stage's first move is a
 *probe*: every particle integrates ``probe_length`` leapfrog steps and records, at each step
-``l``, the squared whitened distance from its start times the acceptance probability a move of
-``l`` steps would have had. The population mean of that record is the expected squared jumping
-distance ``ESJD(l)`` of every length ``l <= probe_length`` at once; the stage keeps the length
-with the most jump per gradient, ``argmax_l ESJD(l) / l``. For a Gaussian whose whitened scales
-are ``sigma_k`` the ESJD of an integration time ``t`` is ``sum_k 2 sigma_k^2 (1 - cos(t /
-sigma_k))``, so the choice follows the widest directions (``t ≈ 2.3 sigma_max``) and grows with
-the target's scale; the next stage probes up to twice the chosen length, so the length can double
-per stage when more is needed.
+``l``, what a move of ``l`` steps would have achieved (``hmc``): its squared whitened jump and the
+log-likelihood after it, each weighted by the acceptance probability. Over the population that gives,
+for every length at once, the two correlations the move count watches (below), ``c_pos(l)`` and
+``c_lp(l)``, and the stage keeps the length that decorrelates most per gradient::
+
+    L* = argmax_l (1 - max(|c_pos(l)|, c_lp(l))) / l
+
+Why not the expected squared jumping distance per gradient, the classic criterion: it rewards
+antithetic jumps (a particle thrown to the mirror point of the target), which leave the
+log-likelihood, and so the next stage's weights, as correlated as a short move would. For a
+Gaussian of whitened scale ``sigma`` (and a quadratic log-likelihood) and integration time ``t``,
+``c_pos = cos(t / sigma)`` and ``c_lp = cos^2(t / sigma)``: the rule picks ``t = (pi / 2) sigma``, a quarter period, where both vanish,
+while the jump per gradient would pick ``t = 2.33 sigma``. The choice grows in proportion to the
+target's scale, follows its widest whitened directions (they dominate ``c_pos``), and the next
+stage probes up to twice it, so the length can double per stage when more is needed.
 
 **Number of moves.** Moves continue until the particles have decorrelated from where the stage's
 resampling put them, judged by two statistics, each about 1 for particles that have not moved
@@ -54,17 +61,40 @@ import jax.numpy as jnp
 from .metric import Metric
 
 
-def best_length(mean_path_jump: jax.Array, probe_length) -> jax.Array:
-    """``argmax_{1 <= l <= probe_length} mean_path_jump[l - 1] / l`` (an int32 >= 1).
+def best_length(mean_path_jump: jax.Array, path_watched: jax.Array, start_watched: jax.Array,
+                probe_length, spread) -> jax.Array:
+    """The length that decorrelates the particles most per gradient (module docstring).
 
-    ``mean_path_jump`` is the population mean of ``MoveInfo.path_jump`` (a buffer at least
-    ``probe_length`` long). Ties go to the shorter length; a profile with no finite positive
-    entry (nothing was accepted) gives 1.
+    Args:
+      mean_path_jump: ``(B,)`` the population mean of ``MoveInfo.path_jump``.
+      path_watched: ``(N, B)`` the particles' ``MoveInfo.path_watched`` (their log-likelihoods).
+      start_watched: ``(N,)`` the watched values before the probe.
+      probe_length: lengths beyond it are not considered (``B`` may be larger).
+      spread: ``V``, the population's total whitened variance (``whitened_spread``).
+
+    Returns:
+      An int32 in ``[1, probe_length]``; ties go to the shorter length, and a probe where nothing
+      moved gives 1.
     """
     lengths = jnp.arange(1, mean_path_jump.shape[0] + 1)
-    per_gradient = jnp.where(lengths <= probe_length, mean_path_jump / lengths, -jnp.inf)
-    per_gradient = jnp.where(jnp.isfinite(per_gradient), per_gradient, -jnp.inf)
+    positions = jnp.abs(1.0 - mean_path_jump / (2.0 * jnp.maximum(spread, jnp.finfo(mean_path_jump.dtype).tiny)))
+    alive = jnp.isfinite(start_watched) & jnp.all(jnp.isfinite(path_watched), axis=1)
+    watched = _correlation(start_watched[:, None], path_watched, alive[:, None])
+    per_gradient = (1.0 - jnp.maximum(positions, watched)) / lengths
+    per_gradient = jnp.where((lengths <= probe_length) & jnp.isfinite(per_gradient), per_gradient, -jnp.inf)
     return (jnp.argmax(per_gradient) + 1).astype(jnp.int32)
+
+
+def _correlation(a: jax.Array, b: jax.Array, alive: jax.Array) -> jax.Array:
+    """Pearson correlation along axis 0 of ``a`` and ``b`` (broadcast), over the ``alive`` rows;
+    0 where either has no spread."""
+    count = jnp.maximum(jnp.sum(alive, axis=0), 1)
+    a = jnp.where(alive, a, 0.0)
+    b = jnp.where(alive, b, 0.0)
+    a = jnp.where(alive, a - jnp.sum(a, axis=0) / count, 0.0)
+    b = jnp.where(alive, b - jnp.sum(b, axis=0) / count, 0.0)
+    scale = jnp.sqrt(jnp.sum(a**2, axis=0) * jnp.sum(b**2, axis=0))
+    return jnp.where(scale > 0, jnp.sum(a * b, axis=0) / jnp.where(scale > 0, scale, 1.0), 0.0)
 
 
 def whitened_spread(metric: Metric, particles: jax.Array, weights: jax.Array) -> jax.Array:
@@ -91,13 +121,7 @@ def remaining_correlation(metric: Metric, start: jax.Array, now: jax.Array, spre
     count = jnp.maximum(jnp.sum(alive), 1)
     mean_squared = jnp.sum(jnp.where(alive, squared, 0.0)) / count
     positions = jnp.abs(1.0 - mean_squared / (2.0 * jnp.maximum(spread, jnp.finfo(squared.dtype).tiny)))
-    a = jnp.where(alive, start_log_likelihood, 0.0)
-    b = jnp.where(alive, log_likelihood, 0.0)
-    a = jnp.where(alive, a - jnp.sum(a) / count, 0.0)
-    b = jnp.where(alive, b - jnp.sum(b) / count, 0.0)
-    scale = jnp.sqrt(jnp.sum(a**2) * jnp.sum(b**2))
-    likelihood = jnp.where(scale > 0, jnp.sum(a * b) / jnp.where(scale > 0, scale, 1.0), 0.0)
-    return jnp.maximum(positions, likelihood)
+    return jnp.maximum(positions, _correlation(start_log_likelihood, log_likelihood, alive))
 
 
 def moved_enough(correlations: jax.Array, target_correlation) -> jax.Array:

@@ -20,10 +20,13 @@ from ._policy import policy_model as policy_model
 from ._policy import trained_policy as trained_policy
 from ._rollout import rollout as rollout
 from ._arviz import to_arviz as to_arviz
+from ._mpc import ClosedLoop as ClosedLoop
+from ._mpc import mpc as mpc
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClosedLoop",
     "ControlProblem",
     "InferenceError",
     "LogDensity",
@@ -31,6 +34,7 @@ __all__ = [
     "boltzmann",
     "control_prior",
     "log_density",
+    "mpc",
     "closed_loop_rollout",
     "policy_action",
     "policy_cost",

@@ -15,6 +15,8 @@ and ``az.plot_dist`` work on it unchanged:
 * ``tempering`` (TSMC; dims ``(chain, stage, ...)``) or ``optimization`` (MDPO, gradient descent,
   CEM, MPPI; dims ``(chain, iteration, ...)``): the run's per-stage / per-iteration statistics.
   Runs with different numbers of stages are padded with NaN.
+* ``closed_loop`` (a ``ClosedLoop`` of ``pc.mpc`` instead of a ``Result``; dims ``(chain, step)``
+  and ``(chain, time)``): states, actions, stage costs, solve times and per-step diagnostics.
 
 The root node's attributes hold the method, its configuration (as a JSON string, since netCDF
 attributes must be flat) and the log evidence, so ``dt.to_netcdf(path)`` followed by
@@ -168,7 +170,8 @@ def to_arviz(results: Result | Sequence[Result]) -> xr.DataTree:
 
     Args:
       results: a ``ppl_control.Result`` or a non-empty sequence of them, all from the same method
-        with the same sites and number of particles (run with different keys, say).
+        with the same sites and number of particles (run with different keys, say); or a
+        ``ClosedLoop`` or a sequence of them (see ``closed_loop_to_arviz``).
 
     Returns:
       An ``xarray.DataTree`` with groups ``posterior``, ``sample_stats``, ``log_likelihood`` and,
@@ -184,6 +187,8 @@ def to_arviz(results: Result | Sequence[Result]) -> xr.DataTree:
         az.summary(dt, var_names=["cost"])     # R-hat and ESS between the four runs
         dt.to_netcdf("run.nc")
     """
+    if _is_closed_loop(results):
+        return closed_loop_to_arviz(results)
     results = [results] if isinstance(results, Result) else list(results)
     if not results:
         raise ValueError("to_arviz needs at least one Result")
@@ -223,6 +228,68 @@ def to_arviz(results: Result | Sequence[Result]) -> xr.DataTree:
     for ds in groups.values():
         ds.attrs.update({"method": attrs["method"], "inference_library": "ppl_control"})
     tree = xr.DataTree.from_dict({f"/{name}": ds for name, ds in groups.items()})
+    tree.attrs.update(attrs)
+    return tree
+
+
+def _is_closed_loop(obj) -> bool:
+    from ._mpc import ClosedLoop
+
+    if isinstance(obj, ClosedLoop):
+        return True
+    return isinstance(obj, Sequence) and bool(obj) and all(isinstance(o, ClosedLoop) for o in obj)
+
+
+# Per-control-step variables of a ClosedLoop and their dimensions after (chain, ...).
+_CLOSED_LOOP_DIMS = {
+    "state": ("time", "state_dim"),
+    "action": ("step", "action_dim"),
+    "stage_cost": ("step",),
+    "solve_time": ("step",),
+    "plan": ("step", "plan_time", "action_dim"),
+}
+
+
+def closed_loop_to_arviz(loops) -> xr.DataTree:
+    """One ``ClosedLoop`` (or several, one chain each: other initial states or keys) as a DataTree.
+
+    The ``closed_loop`` group holds, with dims ``(chain, ...)``: ``state`` (the observations of
+    the measured states, ``(time, state_dim)`` with ``num_steps + 1`` times), ``action``,
+    ``stage_cost``, ``solve_time`` and every per-step diagnostic (``plan_cost``, ``num_stages``...)
+    along ``step``, the chosen ``plan`` of every step ``(step, plan_time, action_dim)`` and the
+    closed-loop ``cost`` per chain. The root's attributes hold the method, the configuration
+    (JSON) and the initial (cold) plan's diagnostics of a warm-started loop.
+
+    Raises:
+      ValueError: loops from different methods or with different numbers of steps.
+    """
+    from ._mpc import ClosedLoop
+
+    loops = [loops] if isinstance(loops, ClosedLoop) else list(loops)
+    first = loops[0]
+    for loop in loops[1:]:
+        if loop.method != first.method or loop.num_steps != first.num_steps:
+            raise ValueError(
+                "to_arviz: closed loops must come from one method with one number of steps, got "
+                f"{first.method!r} x {first.num_steps} and {loop.method!r} x {loop.num_steps}"
+            )
+    per_run = [dict(state=loop.observations, action=loop.actions, stage_cost=loop.stage_costs,
+                    solve_time=loop.solve_time, plan=loop.plans, **loop.diagnostics) for loop in loops]
+    data_vars = {}
+    for name in per_run[0]:
+        stacked = np.stack([np.asarray(run[name]) for run in per_run])
+        dims = ("chain",) + _CLOSED_LOOP_DIMS.get(name, ("step",))
+        data_vars[name] = (dims[: stacked.ndim], stacked)
+    data_vars["cost"] = (("chain",), np.array([loop.cost for loop in loops]))
+    ds = xr.Dataset(data_vars)
+    ds = ds.assign_coords({d: np.arange(n) for d, n in ds.sizes.items() if d in ("chain", "step", "time")})
+    attrs = {"method": first.method, "inference_library": "ppl_control", "num_chains": len(loops)}
+    ds.attrs.update(attrs)
+    tree = xr.DataTree.from_dict({"/closed_loop": ds})
+    configs = [_jsonable(loop.config) for loop in loops]
+    attrs["config"] = json.dumps(configs[0] if all(c == configs[0] for c in configs) else configs, sort_keys=True)
+    if first.initial is not None:
+        attrs["initial_plan"] = json.dumps([_jsonable(loop.initial) for loop in loops])
     tree.attrs.update(attrs)
     return tree
 

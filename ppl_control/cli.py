@@ -7,6 +7,7 @@
     ppl-control solve mypackage.models:model --checkpoint run.ckpt.npz
     ppl-control report run.nc [--json]
     ppl-control demo [--quick] [--out demo-output]
+    ppl-control mpc pendulum --method tsmc --steps 100 --horizon 30 --plot mpc.png
 
 The problem is a name from ``ppl-control list`` or a model: ``path/to/file.py:function`` or
 ``package.module:function``, the function an ordinary NumPyro model (latent sample sites for the
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a small budget (a smoke run)")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--seed", type=int, default=0)
+    _add_mpc_parser(sub)
     return parser
 
 
@@ -758,9 +760,77 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# -- receding-horizon control -----------------------------------------------------------------
+
+
+def _add_mpc_parser(sub) -> None:
+    mpc = sub.add_parser("mpc", help="receding-horizon control: re-plan by inference at every step")
+    mpc.add_argument("problem", help="a name from `ppl-control list`, or file.py:function / module:function "
+                     "naming a model built by pc.trajectory_model (it takes the measured state and carries "
+                     ".problem, whose dynamics are the true system)")
+    mpc.add_argument("--temperature", type=float, default=None,
+                     help="the Boltzmann temperature of a ready-made problem (default: the problem's)")
+    mpc.add_argument("--method", default="tsmc", help=f"one of {', '.join(METHODS)} (default tsmc)")
+    mpc.add_argument("--steps", type=_positive_int, default=100, help="control steps (default 100)")
+    mpc.add_argument("--horizon", type=_positive_int, default=None, help="planning horizon (default: the problem's)")
+    mpc.add_argument("--particles", type=_positive_particles, default=None,
+                     help="particles / restarts / samples per re-plan (default: the algorithm's own)")
+    mpc.add_argument("--iterations", type=_positive_int, default=None,
+                     help="iterations per re-plan (mdpo, gd, cem, mppi) or warm-up draws (nuts)")
+    mpc.add_argument("--moves", type=_positive_int, default=None, help="HMC moves per TSMC stage")
+    mpc.add_argument("--leapfrog", type=_positive_int, default=None, help="leapfrog steps per HMC move")
+    mpc.add_argument("--max-stages", type=_positive_int, default=None, help="TSMC's stage cap per re-plan")
+    mpc.add_argument("--cold", action="store_true", help="plan every step from the prior (no warm start)")
+    mpc.add_argument("--seed", type=int, default=0)
+    mpc.add_argument("--out", default=None, help="write the closed loop as ArviZ netCDF (loop.nc)")
+    mpc.add_argument("--plot", default="mpc.png", help="the closed-loop plot (default mpc.png)")
+    mpc.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_mpc(args) -> int:
+    """``ppl-control mpc``: the problem's own dynamics as the true system, from its ``x0``."""
+    import jax
+    import numpy as np
+
+    import ppl_control as pc
+    from ppl_control import plots
+
+    _check_choice("method", args.method, METHODS)
+    spec = resolve_model(args.problem, temperature=args.temperature, horizon=args.horizon)
+    if spec.problem is None:
+        raise UsageError(
+            f"{args.problem}: mpc needs the ControlProblem behind the model, whose dynamics are the true "
+            "system: build the model with pc.trajectory_model(problem), which takes the measured state as "
+            "its first argument and carries .problem")
+    problem = spec.problem
+    algorithm = make_algorithm(args.method, spec.model, particles=args.particles,
+                               steps=args.iterations, moves=args.moves, leapfrog=args.leapfrog,
+                               max_stages=args.max_stages, progress_bar=False)
+    start = time.perf_counter()
+    loop = pc.mpc(algorithm, problem.x0, args.steps, jax.random.key(args.seed), warm_start=not args.cold,
+                  progress_bar=not args.quiet)
+    seconds = time.perf_counter() - start
+    times = loop.solve_time[1:] if loop.num_steps > 1 else loop.solve_time
+    stages = loop.diagnostics.get("num_stages")
+    print(f"{problem.name} (horizon {problem.horizon}) closed loop by {loop.method} "
+          f"({'cold' if args.cold else 'warm'}), {loop.num_steps} steps in {seconds:.1f} s: cost {loop.cost:.4g}, "
+          f"median solve {np.median(times) * 1e3:.0f} ms/step"
+          + ("" if stages is None else f", {np.mean(stages):.1f} TSMC stages/step"))
+    print("final observation:", np.array2string(loop.observations[-1], precision=3))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        loop.to_arviz().to_netcdf(args.out)
+        print(f"closed loop written to {args.out}")
+    if args.plot:
+        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        plots.plot_closed_loop(loop).savefig(args.plot, dpi=110)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``ppl-control`` console script; returns the exit status."""
-    commands = {"list": cmd_list, "solve": cmd_solve, "report": cmd_report, "demo": cmd_demo}
+    commands = {"list": cmd_list, "solve": cmd_solve, "report": cmd_report, "demo": cmd_demo, "mpc": cmd_mpc}
     args = None
     try:
         args = build_parser().parse_args(argv)

@@ -1,4 +1,5 @@
-"""Plots of a run: tempering schedule, trajectory fan, MDPO noise profile, cost distributions.
+"""Plots of a run: tempering schedule, trajectory fan, MDPO noise profile, cost distributions,
+and the closed loop of receding-horizon control (``plot_closed_loop``).
 
 Every function builds a ``matplotlib.figure.Figure`` directly (no ``pyplot`` state, so it works
 under the Agg backend, in threads and in loops) and returns it; save it with
@@ -312,7 +313,65 @@ def plot_run(result: Result, problem=None, *, fig=None, **trajectory_kwargs) -> 
     return fig
 
 
+def plot_closed_loop(loop, *, state_dims: Sequence[int] | None = None,
+                     state_labels: Sequence[str] | None = None, fig=None) -> Figure:
+    """A receding-horizon run (``pc.mpc``): measured states, applied actions, per-step solve time.
+
+    ``loop`` is a ``ClosedLoop``, a list of them (one line each: other initial states, other
+    methods' loops of the same length) or the DataTree of ``to_arviz`` with its ``closed_loop``
+    group. The solve-time panel also draws TSMC's stage count per step (right axis) where the
+    loop recorded it; a warm-started loop's first step includes compiling the warm re-plan.
+
+    Args:
+      state_dims: which observation coordinates to draw (default: up to the first four).
+      state_labels: names for them (default ``x[i]``).
+      fig: a figure or sub-figure to draw into.
+    """
+    tree = loop if isinstance(loop, xr.DataTree) else to_arviz(loop)
+    if "closed_loop" not in tree.children:
+        raise ValueError("plot_closed_loop needs a ClosedLoop (pc.mpc) or its DataTree with a 'closed_loop' group")
+    ds = tree["closed_loop"].to_dataset()
+    states = np.asarray(ds["state"].values, dtype=np.float64)  # (chain, time, state_dim)
+    actions = np.asarray(ds["action"].values, dtype=np.float64)
+    dims = list(range(min(4, states.shape[2]))) if state_dims is None else list(state_dims)
+    labels = [f"x[{d}]" for d in dims] if state_labels is None else list(state_labels)
+    panels = [("state", d, lab) for d, lab in zip(dims, labels)]
+    panels += [("action", a, f"u[{a}]") for a in range(actions.shape[2])] + [("time", 0, "solve time (s)")]
+    ncols = 2
+    nrows = -(-len(panels) // ncols)
+    fig = _figure(fig, (10, 2.4 * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    steps = ds["step"].values
+    for ax, (kind, d, label) in zip(axes, panels):
+        for c in range(ds.sizes["chain"]):
+            color = _CHAIN_COLORS[c % len(_CHAIN_COLORS)]
+            if kind == "state":
+                ax.plot(ds["time"].values, states[c, :, d], color=color, lw=1.2)
+            elif kind == "action":
+                ax.step(steps, actions[c, :, d], where="post", color=color, lw=1.2)
+            else:
+                ax.plot(steps, ds["solve_time"].values[c], color=color, marker="o", ms=2, lw=1)
+        if kind == "time":
+            ax.set_yscale("log")
+            if "num_stages" in ds:
+                twin = ax.twinx()
+                for c in range(ds.sizes["chain"]):
+                    twin.plot(steps, ds["num_stages"].values[c], color=_CHAIN_COLORS[c % len(_CHAIN_COLORS)],
+                              ls=":", lw=1)
+                twin.set_ylabel("TSMC stages (dotted)")
+        ax.set_ylabel(label)
+        ax.set_xlabel("time step" if kind == "state" else "control step")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    cost = ds["cost"].values
+    shown = f"cost {cost[0]:.4g}" if cost.size == 1 else f"mean cost {np.mean(cost):.4g} over {cost.size} loops"
+    fig.suptitle(f"closed loop ({tree.attrs.get('method', '?')}): {ds.sizes['step']} steps, {shown}")
+    return fig
+
+
 __all__ = [
+    "plot_closed_loop",
     "plot_cost_distributions",
     "plot_cost_history",
     "plot_noise_profile",

@@ -4,6 +4,7 @@ here (in a subprocess, as a user runs them), report on their files, --json, --co
 returns the status)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -84,6 +85,11 @@ def model(goal, horizon=3):
     pc.boltzmann(jnp.sum((jnp.sum(u, axis=0) - goal) ** 2) + 0.1 * jnp.sum(u**2), temperature=0.5)
 
 
+def plain():
+    u = numpyro.sample("u", dist.Normal(0.0, 1.0))
+    pc.boltzmann(u**2, temperature=1.0)
+
+
 def not_a_model(goal=1.0):
     return 2 * goal
 
@@ -97,6 +103,16 @@ def broken():
 
 
 LIMIT = 3
+
+# A closed-loop problem of one's own: a damped cart pushed to the origin; trajectory_model's
+# model takes the measured state and carries .problem (mpc's true system).
+cart = pc.ControlProblem(
+    step=lambda x, u: jnp.stack([x[0] + 0.1 * x[1], 0.9 * x[1] + 0.1 * u[0]]),
+    stage_cost=lambda x, u: x[0] ** 2 + 0.01 * u[0] ** 2,
+    terminal_cost=lambda x: 10.0 * x[0] ** 2,
+    x0=jnp.array([1.0, 0.0]), horizon=6, action_dim=1, name="cart",
+)
+cart_model = pc.trajectory_model(cart, temperature=0.05)
 '''
 
 
@@ -203,6 +219,20 @@ def test_own_model_mistakes_fail_in_one_line(model_file, target, extra, message)
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and "Traceback" not in err
     assert message in lines[0], lines[0]
+
+
+def test_mpc_on_own_model_file(model_file, tmp_path):
+    """``mpc file.py:model`` closes the loop on the model's own problem; a model without one is a
+    one-line error."""
+    plot = tmp_path / "loop.png"
+    status, out, err = _in_process("mpc", f"{model_file}:cart_model", "--method", "gd", "--steps", "4",
+                                   "--iterations", "30", "--particles", "4", "--quiet", "--plot", plot)
+    assert status == 0, err
+    assert "cart (horizon 6) closed loop by gradient_descent" in out and plot.exists()
+    final = [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e[-+]?\d+)?", out.split("final observation:")[1])][:2]
+    assert abs(final[0]) < 1.0  # pushed toward the origin from x = 1
+    status, _, err = _in_process("mpc", f"{model_file}:plain", "--quiet")
+    assert status == 2 and "mpc needs the ControlProblem behind the model" in err.strip().splitlines()[0]
 
 
 def test_model_from_a_module_path(model_file, monkeypatch):

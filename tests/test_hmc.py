@@ -32,7 +32,7 @@ def test_moves_at_fixed_beta_keep_exact_gaussian_moments(dense):
     z = jnp.asarray(np.random.default_rng(0).multivariate_normal(mean, cov, size=n), dtype=jnp.float32)
     value_and_grad = jax.value_and_grad(lambda v: (ld.log_target(v, 1.0), ()), has_aux=True)
     (logp, aux), grad = jax.vmap(value_and_grad)(z)
-    metric, _ = fit_metric(z, grad, jnp.full((n,), 1.0 / n), dense)
+    metric, _ = fit_metric(z, grad, jnp.full((n,), 1.0 / n), "dense" if dense else "diagonal")
     move = jax.jit(jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)),
                    static_argnums=(5, 8))
     accepted = []

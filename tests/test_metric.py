@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ppl_control.inference.metric import covariance_estimate, fit_metric, oas_intensity
+from ppl_control.inference.metric import fit_metric, oas_intensity
 
 
 def _correlated_gaussian(dim, seed=0):
@@ -26,7 +26,7 @@ def _exact_population(cov, n, seed=1):
 def test_dense_metric_tends_to_the_true_covariance_with_many_particles():
     cov = _correlated_gaussian(6)
     z, g = _exact_population(cov, 200_000)
-    metric, info = fit_metric(jnp.asarray(z), jnp.asarray(g), jnp.full(len(z), 1.0 / len(z)), dense=True)
+    metric, info = fit_metric(jnp.asarray(z), jnp.asarray(g), jnp.full(len(z), 1.0 / len(z)), "dense")
     mass = np.asarray(metric.inverse_mass, np.float64)
     # Relative error in every direction: the whitened covariance cov^{-1/2} M cov^{-1/2} is ~ I.
     w, v = np.linalg.eigh(cov)
@@ -54,16 +54,17 @@ def test_gradients_rescue_the_narrow_directions_that_positions_smear():
         whitened = np.linalg.eigvalsh(root @ np.linalg.inv(mass) @ root)
         return whitened.max() / whitened.min()
 
-    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), weights, dense=True)
-    _, positions_only = covariance_estimate(jnp.asarray(z), weights)
-    assert condition(np.asarray(metric.inverse_mass, np.float64)) < 0.2 * condition(np.asarray(positions_only, np.float64))
+    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), weights, "dense")
+    positions_only, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), weights, "covariance")
+    assert condition(np.asarray(metric.inverse_mass, np.float64)) < 0.2 * condition(
+        np.asarray(positions_only.inverse_mass, np.float64))
 
 
 def test_diagonal_metric_is_the_ratio_of_standard_deviations():
     rng = np.random.default_rng(0)
     scales = np.array([0.1, 1.0, 7.0])
     z = rng.normal(size=(100_000, 3)) * scales
-    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(-z / scales**2), jnp.full(100_000, 1e-5), dense=False)
+    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(-z / scales**2), jnp.full(100_000, 1e-5), "diagonal")
     np.testing.assert_allclose(np.asarray(metric.inverse_mass), scales**2, rtol=0.02)
 
 
@@ -79,8 +80,8 @@ def test_zero_weight_and_nan_particles_are_ignored_and_degenerate_input_stays_fi
     z[0], g[0] = np.nan, np.inf
     weights = np.full(500, 1.0 / 499)
     weights[0] = 0.0
-    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), jnp.asarray(weights), dense=True)
+    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), jnp.asarray(weights), "dense")
     assert np.all(np.isfinite(metric.inverse_mass)) and np.all(np.isfinite(metric.momentum_factor))
     same = jnp.ones((8, 2))  # every particle identical: nothing to estimate, still usable
-    metric, _ = fit_metric(same, same, jnp.full(8, 0.125), dense=True)
+    metric, _ = fit_metric(same, same, jnp.full(8, 0.125), "dense")
     assert np.all(np.isfinite(metric.inverse_mass)) and np.all(np.isfinite(metric.momentum_factor))

@@ -1,5 +1,7 @@
 """TSMC's self-tuning: trajectory length, step size and move count against known answers."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,28 +19,43 @@ from ppl_control.inference.rejuvenation import MoveSettings, rejuvenate
 from ppl_control.inference.tuning import best_length, moved_enough, next_step_size
 
 
-def test_best_length_maximises_jump_per_gradient_within_the_probe():
-    profile = jnp.array([1.0, 4.0, 9.0, 12.0, 13.0, 0.0, 0.0, 0.0])  # per step: 1, 2, 3, 3, 2.6
-    assert int(best_length(profile, 5)) == 3  # ties go to the shorter length
-    assert int(best_length(profile, 2)) == 2  # never beyond the probe
-    assert int(best_length(jnp.zeros(8), 5)) == 1  # nothing accepted: the shortest
+def test_best_length_maximises_decorrelation_per_gradient_within_the_probe():
+    """Positions alone: c_pos(l) = |1 - jump(l) / (2 V)| with V = 1 and a constant watched value."""
+    jump = jnp.array([0.2, 0.8, 1.6, 2.0, 2.4, 3.6, 0.0, 0.0])  # c_pos: .9 .6 .2 0 .2 .8
+    flat = jnp.zeros((16, 8)), jnp.zeros(16)  # no spread: the watched correlation counts as 0
+    # per gradient: .1/1 .4/2 .8/3 1/4 .8/5 .2/6 -> .1 .2 .267 .25 .16 .033
+    assert int(best_length(jump, *flat, 6, 1.0)) == 3
+    assert int(best_length(jump, *flat, 2, 1.0)) == 2  # never beyond the probe
+    assert int(best_length(jnp.zeros(8), *flat, 5, 1.0)) == 1  # nothing moved: the shortest
+    # positions alone prefer l = 2 (c_pos .8 .4 .2 0: per gradient .2 .3 .267 .25), but a watched
+    # value (the log-likelihood) still perfectly correlated with its start after 2 steps makes
+    # that length worthless: l = 3 wins
+    jump = jnp.array([0.4, 1.2, 1.6, 2.0, 0.0, 0.0, 0.0, 0.0])
+    assert int(best_length(jump, *flat, 4, 1.0)) == 2
+    start = jnp.arange(16.0)
+    watched = jnp.zeros((16, 8)).at[:, 1].set(start)
+    assert int(best_length(jump, watched, start, 4, 1.0)) == 3
 
 
 @pytest.mark.parametrize("scale", [1.0, 4.0])
 def test_probe_integration_time_follows_the_targets_scale(scale):
-    """On N(0, scale^2 I) with a unit metric the jump per gradient of integration time t is
-    ``2 D scale^2 (1 - cos(t / scale)) / t``, largest at ``t = 2.33 scale``: the probe must find
-    that time, so it grows in proportion to the target's scale."""
-    dim, n, eps = 10, 1024, 0.2
-    value_and_grad = jax.value_and_grad(lambda z: (-0.5 * jnp.sum(z**2) / scale**2, ()), has_aux=True)
+    """On N(0, scale^2 I) with a unit metric, a move of integration time t leaves correlations
+    c_pos = cos(t / scale) in the positions and c_lp = cos^2(t / scale) in the (quadratic)
+    log-likelihood: both vanish at a quarter period, t = (pi / 2) scale, which the probe must find,
+    so the chosen time grows in proportion to the target's scale."""
+    dim, n, eps = 10, 2048, 0.05 * scale
+    target = lambda z: -0.5 * jnp.sum(z**2) / scale**2
+    value_and_grad = jax.value_and_grad(lambda z: (target(z), (0.0, target(z))), has_aux=True)
     z = scale * jax.random.normal(jax.random.key(0), (n, dim))
     (logp, aux), grad = jax.vmap(value_and_grad)(z)
     unit = Metric(jnp.ones(dim), jnp.ones(dim))
-    move = jax.vmap(hmc_move, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None, None, None))
+    move = jax.vmap(partial(hmc_move, watch=lambda aux: aux[1]),
+                    in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None, None, None))
     *_, info = move(jax.random.split(jax.random.key(1), n), z, logp, grad, aux, value_and_grad, eps, unit,
                     64, 0.0, False, 64, True)
-    chosen = int(best_length(jnp.mean(info.path_jump, axis=0), 64))
-    assert chosen * eps == pytest.approx(2.33 * scale, rel=0.2)
+    spread = float(jnp.sum(jnp.var(z, axis=0)))
+    chosen = int(best_length(jnp.mean(info.path_jump, axis=0), info.path_watched, aux[1], 64, spread))
+    assert chosen * eps == pytest.approx(np.pi / 2 * scale, rel=0.15)
 
 
 def test_step_size_solves_the_fitted_acceptance_line():
@@ -81,7 +98,7 @@ def test_adapted_moves_keep_an_exactly_sampled_gaussian():
     settings = MoveSettings(num_moves=None, max_moves=6, num_leapfrog=None, max_leapfrog=64,
                             target_correlation=0.5, target_accept=0.65, step_jitter=0.5)
     run = jax.jit(lambda key, z: rejuvenate(key, z, jnp.full((n,), 1.0 / n), (jnp.zeros(n), jnp.zeros(n)), value_and_grad,
-                                            resampling.systematic, True, jnp.asarray(0.5), jnp.asarray(8),
+                                            resampling.systematic, "dense", jnp.asarray(0.5), jnp.asarray(8),
                                             settings))
     moved, _, _, step, length, info, _ = run(jax.random.key(3), z)
     z = np.asarray(moved, dtype=np.float64)
