@@ -48,8 +48,10 @@ def run_fingerprint(method: str, config: dict, rng_key, log_density_, init_value
     """What a checkpoint must match to be resumed: method, configuration, key, the model's
     latent shapes (a checkpoint of another model fails loudly instead of resuming garbage) and,
     for a warm start, a digest of its particles."""
+    # Where the particles live (devices, batches) does not change what is computed: a run may
+    # resume on other devices.
     fingerprint = dict(
-        config,
+        {k: v for k, v in config.items() if k not in ("num_devices", "batch_size")},
         method=method,
         key=key_fingerprint(rng_key),
         latent_shapes={name: list(shape) for name, shape in log_density_.latent_shapes.items()},

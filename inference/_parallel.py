@@ -100,12 +100,22 @@ def check_batch_size(batch_size) -> int | None:
     return int(batch_size)
 
 
-def num_batches(per_device: int, batch_size: int | None) -> int:
-    """The fewest equal sequential batches of at most ``batch_size`` that ``per_device``
-    particles split into (1 without a ``batch_size``)."""
+def batch_shape(per_device: int, batch_size: int | None) -> tuple[int, int]:
+    """``(num_batches, per_batch)``: the fewest sequential batches of at most ``batch_size``
+    particles that ``per_device`` particles split into, and the (equal) size of each; when
+    ``batch_size`` does not divide ``per_device`` the last batch is padded, so
+    ``num_batches * per_batch >= per_device``. ``(1, per_device)`` without a ``batch_size``."""
     if batch_size is None or batch_size >= per_device:
-        return 1
-    return next(b for b in range(-(-per_device // batch_size), per_device + 1) if per_device % b == 0)
+        return 1, per_device
+    batches = -(-per_device // batch_size)
+    return batches, -(-per_device // batches)
+
+
+def _take_clipped(x, size: int, axis: int):
+    """``x`` cut or padded to ``size`` along ``axis``, padding with copies of the last entry
+    (real particles, so padded evaluations stay finite; their results are dropped)."""
+    index = jnp.minimum(jnp.arange(size), x.shape[axis] - 1)
+    return x[index] if axis == 0 else x[:, index]
 
 
 class ParticleLayout(NamedTuple):
@@ -126,6 +136,11 @@ class ParticleLayout(NamedTuple):
     @property
     def num_devices(self) -> int:
         return 1 if self.mesh is None else self.mesh.size
+
+    @property
+    def config(self) -> dict:
+        """What a ``Result.config`` records about the layout."""
+        return dict(num_devices=self.num_devices, batch_size=self.batch_size)
 
     @property
     def sharding(self) -> NamedSharding | None:
@@ -165,30 +180,51 @@ class ParticleLayout(NamedTuple):
         )
 
     def map(self, fn: Callable) -> Callable:
-        """``jax.vmap(fn)`` over the leading (particle) axis of every argument, evaluated in
-        sequential batches of at most ``batch_size`` particles per device when that is set.
+        """``jax.vmap(fn)`` over the leading (particle) axis of every argument, spread over the
+        devices and evaluated in sequential batches of at most ``batch_size`` particles per device
+        when that is set.
 
-        Batch ``j`` holds particles ``j, j + B, j + 2B, ...`` (``B`` the number of batches), so
-        that every batch is spread evenly over the devices and each device works on its own
-        particles only. Per particle the arithmetic is that of ``jax.vmap(fn)``.
+        Any leading size ``m`` works (CEM evaluates only its fresh draws, say): it is padded to a
+        multiple of the number of devices and of the batch shape with copies of real particles,
+        whose results are dropped. When ``m`` is ``num_particles`` (divisible by the devices) each
+        device keeps its own particles: on device ``d``, batch ``j`` holds its particles
+        ``j, j + B, j + 2B, ...`` (``B`` batches), so no particle crosses devices. Per particle
+        the arithmetic is that of ``jax.vmap(fn)``.
         """
         vmapped = jax.vmap(fn)
-        batches = num_batches(self.num_particles // self.num_devices, self.batch_size)
-        if batches == 1:
+        devices = self.num_devices
+        if devices == 1 and self.batch_size is None:
             return vmapped
-        n = self.num_particles
         inner = None if self.mesh is None else NamedSharding(self.mesh, P(None, AXIS))
 
-        def split(x):
-            x = jnp.swapaxes(jnp.reshape(x, (n // batches, batches) + jnp.shape(x)[1:]), 0, 1)
-            return x if inner is None else lax.with_sharding_constraint(x, inner)
-
-        def merge(y):
-            return jnp.reshape(jnp.swapaxes(y, 0, 1), (n,) + jnp.shape(y)[2:])
-
         def mapped(*args):
-            out = lax.map(lambda batch: vmapped(*batch), jax.tree.map(split, args))
-            return self.constrain(jax.tree.map(merge, out))
+            m = jax.tree.leaves(args)[0].shape[0]
+            per_device = -(-m // devices)
+            batches, per_batch = batch_shape(per_device, self.batch_size)
+            padded = batches * per_batch
+
+            def split(x):  # (m, ...) -> (batches, devices * per_batch, ...)
+                if devices * per_device != m:
+                    x = _take_clipped(x, devices * per_device, 0)
+                x = x.reshape((devices, per_device) + x.shape[1:])
+                if padded != per_device:
+                    x = _take_clipped(x, padded, 1)
+                x = x.reshape((devices, per_batch, batches) + x.shape[2:])
+                x = x.swapaxes(1, 2).swapaxes(0, 1)  # (batches, devices, per_batch, ...)
+                x = x.reshape((batches, devices * per_batch) + x.shape[3:])
+                return x if inner is None else lax.with_sharding_constraint(x, inner)
+
+            def merge(y):  # the inverse of split
+                y = y.reshape((batches, devices, per_batch) + y.shape[2:])
+                y = y.swapaxes(0, 1).swapaxes(1, 2).reshape((devices, padded) + y.shape[3:])[:, :per_device]
+                return y.reshape((devices * per_device,) + y.shape[2:])[:m]
+
+            if batches == 1:
+                out = vmapped(*jax.tree.map(lambda x: split(x)[0], args))
+                out = jax.tree.map(lambda y: merge(y[None]), out)
+            else:
+                out = jax.tree.map(merge, lax.map(lambda batch: vmapped(*batch), jax.tree.map(split, args)))
+            return self.constrain(out) if m == self.num_particles else out
 
         return mapped
 

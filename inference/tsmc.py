@@ -189,8 +189,8 @@ class TSMC:
       batch_size: evaluate at most this many particles per device at once (sequential batches,
         ``lax.map``), so that very large populations on long horizons fit in memory: memory then
         grows with the batch, not the population. Default ``None``: all at once. The per-device
-        population is split into the fewest equal batches no larger than this (choose a divisor
-        of ``num_particles / num_devices``).
+        population is split into the fewest equal batches no larger than this (a divisor of
+        ``num_particles / num_devices`` wastes nothing; otherwise the last batch is padded).
     """
 
     method = "tsmc"
@@ -259,8 +259,7 @@ class TSMC:
             target_correlation=self.target_correlation, step_size=self.step_size,
             target_accept=self.target_accept, resampling=self.resampling, max_stages=self.max_stages,
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
-            init_spread=self.init_spread, num_devices=self.layout.num_devices,
-            batch_size=self.layout.batch_size,
+            init_spread=self.init_spread, **self.layout.config,
         )
 
     def _metric_kind(self, dim: int) -> str:
