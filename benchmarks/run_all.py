@@ -14,6 +14,7 @@ BENCHMARKS = [
     ("benchmarks.compare_algorithms", ["--write"]),
     ("benchmarks.policy_brax", ["--write"]),
     ("benchmarks.mpc", ["--write"]),
+    ("benchmarks.scaling", ["--write"]),
 ]
 
 

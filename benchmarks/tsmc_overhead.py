@@ -27,9 +27,9 @@ HEADING = "## TSMC overhead over the gradient floor"
 
 
 def gradient_evaluations(result) -> int:
-    """Value-and-gradient evaluations (of all particles at once) that a TSMC run made."""
-    c = result.config
-    return 1 + c["num_stages"] * (1 + c["num_moves"] * c["num_leapfrog"])
+    """Value-and-gradient evaluations (of all particles at once) that a TSMC run made: what its
+    stages counted (the refresh, the probe and every move's leapfrog steps, adaptive or fixed)."""
+    return int(np.sum(result.stats["num_evaluations"]) // result.num_particles)
 
 
 def floor_function(model, num_particles):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as checkpointing
+from ._parallel import to_host
 from ._common import progress, tempered_target
 from .warm_start import init_digest
 
@@ -97,7 +98,7 @@ def iterate(chunk_fn, state, num_steps: int, *, desc: str, progress_bar, postfix
             pieces.append(stats)
             start += n
             if checkpoint:
-                history = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *jax.device_get(pieces))
+                history = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *to_host(pieces))
                 pieces = [history]
                 checkpointing.save_snapshot(checkpoint, checkpointing.Snapshot(state, history, start),
                                             fingerprint or {})
