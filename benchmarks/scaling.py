@@ -49,10 +49,11 @@ def _problem_model(horizon):
 def _floor(model, layout):
     """``(floor(z, count), z0)``: ``count`` chained value-and-gradients of every particle."""
     import jax
-    import jax.numpy as jnp
     from jax import lax
 
     import ppl_control as pc
+
+    from .tsmc_overhead import chain_step
 
     ld = pc.log_density(model)
     value_and_grad = layout.map(jax.value_and_grad(lambda z: ld.log_target(z, 1.0)))
@@ -61,7 +62,7 @@ def _floor(model, layout):
     def floor(z, count):
         def body(_, z):
             value, grad = value_and_grad(z)
-            return layout.constrain(z + 1e-6 * jnp.tanh(grad) + 0.0 * value[:, None])
+            return layout.constrain(z + chain_step(value, grad))
 
         return lax.fori_loop(0, count, body, layout.constrain(z))
 
