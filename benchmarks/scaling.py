@@ -61,7 +61,7 @@ def _floor(model, layout):
     @jax.jit
     def floor(z, count):
         def body(_, z):
-            value, grad = value_and_grad(z)
+            value, grad = lax.optimization_barrier(value_and_grad(z))  # see tsmc_overhead.chain_step
             return layout.constrain(z + chain_step(value, grad))
 
         return lax.fori_loop(0, count, body, layout.constrain(z))
