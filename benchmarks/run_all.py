@@ -9,11 +9,13 @@ import sys
 
 BENCHMARKS = [
     ("benchmarks.tsmc_overhead", ["--write"]),
+    ("benchmarks.tsmc_vs_nuts", ["--write"]),
     ("benchmarks.tsmc_vs_blackjax", ["--write"]),
     ("benchmarks.reference_costs", ["--write"]),
     ("benchmarks.compare_algorithms", ["--write"]),
     ("benchmarks.policy_brax", ["--write"]),
     ("benchmarks.mpc", ["--write"]),
+    ("benchmarks.policy_noise", ["--write"]),
     ("benchmarks.scaling", ["--write"]),
 ]
 

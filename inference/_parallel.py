@@ -1,6 +1,6 @@
 """Where a population of particles lives and how it is evaluated: devices, batches, host threads.
 
-Three knobs every population algorithm shares, none of which changes what is computed:
+Two knobs every population algorithm shares, neither of which changes what is computed:
 
 * **Devices.** The particle axis is sharded over a one-axis ``jax.sharding.Mesh`` (axis name
   ``"particles"``) with ``NamedSharding``: each device holds ``N / num_devices`` particles and
@@ -13,10 +13,10 @@ Three knobs every population algorithm shares, none of which changes what is com
 * **Batches.** ``batch_size`` bounds how many particles each device evaluates at once: the
   population is mapped in sequential batches (``lax.map`` over a vmapped function), so the
   memory of a reverse pass through a long rollout grows with the batch, not the population.
-* **Host BLAS threads.** ``single_threaded_blas`` (below).
+
+(The third, host BLAS threads, is ``inference._blas``.)
 """
 
-import contextlib
 import numbers
 from typing import Callable, NamedTuple
 
@@ -28,26 +28,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "particles"
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run the host's BLAS and LAPACK (OpenBLAS, MKL, ...) on one thread inside the block.
-
-    On a CPU backend, XLA hands small dense linear algebra (``eigh``, Cholesky, triangular solves
-    of a ``D x D`` metric) to the host LAPACK, whose own worker threads then compete for the cores
-    with XLA's thread pool. Measured on a shared 2-core machine (``benchmarks.tsmc_overhead``'s
-    notes): a 60 x 60 ``eigh`` took 70-100 ms with OpenBLAS's default threads and 0.4 ms with one,
-    a triangular solve 15 ms and 0.02 ms; a TSMC run spent 30% of its time there. Matrices this
-    small gain nothing from threads. One thread also makes results independent of the host's core
-    count. Process-wide while active (BLAS thread pools are global), restored on exit.
-    """
-    from threadpoolctl import threadpool_limits
-
-    import scipy.linalg  # noqa: F401  (loads the LAPACK jaxlib calls, so the limit reaches it)
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _device_count_for(num_particles: int, available: int) -> int:

@@ -38,7 +38,7 @@ from ppl_control import log_density
 
 from . import checkpoint as checkpointing
 from . import resampling as resampling_schemes
-from ._parallel import ParticleLayout, single_threaded_blas, to_host
+from ._blas import single_threaded_blas
 from ._common import (
     check_fraction,
     check_num_particles,
@@ -50,6 +50,7 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
+from ._parallel import ParticleLayout, to_host
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
@@ -58,6 +59,19 @@ from .warm_start import as_site_values, fit_reference, init_digest
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
 # stages start from what the previous one chose.
 INITIAL_LEAPFROG = 8
+
+
+def argument_signature(model_args, model_kwargs):
+    """A hashable summary of the model's arguments: their tree structure, array shapes and dtypes,
+    and the values of non-array leaves; ``None`` where a leaf is not hashable."""
+    leaves, treedef = jax.tree.flatten((model_args, model_kwargs))
+    try:
+        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x).name) if hasattr(x, "shape") else x
+                                    for x in leaves))
+        hash(signature)
+    except TypeError:
+        return None
+    return signature
 
 
 class TSMCState(NamedTuple):
@@ -250,6 +264,7 @@ class TSMC:
         self._stage = eqx.filter_jit(self._stage_impl)
         self._finalize = eqx.filter_jit(self._finalize_impl)
         self._fit_reference = eqx.filter_jit(self._fit_reference_impl)
+        self._latent_names_cache = {}  # argument signature -> latent site names (warm starts)
 
     @property
     def config(self) -> dict:
@@ -261,6 +276,19 @@ class TSMC:
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
             init_spread=self.init_spread, **self.layout.config,
         )
+
+    def _latent_names(self, model_args, model_kwargs) -> tuple:
+        """The model's latent site names, traced once per shape of the arguments (a warm start in
+        a control loop calls ``run`` with a new state every step; tracing the rollout each time
+        cost more than a short re-plan)."""
+        signature = argument_signature(model_args, model_kwargs)
+        cache = self._latent_names_cache
+        if signature is None or signature not in cache:
+            names = tuple(log_density(self.model, *model_args, **model_kwargs).latent_names)
+            if signature is None:
+                return names
+            cache[signature] = names
+        return cache[signature]
 
     def _metric_kind(self, dim: int) -> str:
         return "diagonal" if dim > self.dense_max_dim else self.metric
@@ -359,12 +387,6 @@ class TSMC:
         Raises:
           InferenceError: every particle of the initial population has a non-finite cost.
         """
-        # Small dense linear algebra (the metric's eigh, Cholesky and solves) runs on the host
-        # LAPACK on a CPU backend; its threads would fight XLA's (see single_threaded_blas).
-        with single_threaded_blas():
-            return self._run(rng_key, model_args, model_kwargs, init, checkpoint)
-
-    def _run(self, rng_key, model_args, model_kwargs, init, checkpoint):
         rng_key = _as_typed_key(rng_key)
         key_init, key_stages = jax.random.split(rng_key)
         # Left out: max_stages (resuming with a larger budget is how a stopped run continues), and
@@ -373,7 +395,7 @@ class TSMC:
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
-            names = log_density(self.model, *model_args, **model_kwargs).latent_names
+            names = self._latent_names(model_args, model_kwargs)
             values = as_site_values(init, names)
             fingerprint["init"] = init_digest(values)
             reference = self._fit_reference(values, model_args, model_kwargs)
@@ -386,7 +408,7 @@ class TSMC:
             raise_if_all_nonfinite(to_host(state.log_likelihood), "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
-        with progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
+        with single_threaded_blas(), progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
             bar.update(float(state.beta))
             while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
                 previous_beta = float(state.beta)
@@ -413,7 +435,7 @@ class TSMC:
                 f"TSMC stopped at beta={final_beta:.4g} after max_stages={self.max_stages} stages; "
                 "the particles target the tempered, not the final, distribution. Raise max_stages "
                 "or lower target_ess.",
-                stacklevel=3,
+                stacklevel=2,
             )
         samples, log_likelihood = to_host(self._finalize(state.particles, model_args, model_kwargs))
         stats = {name: np.asarray(history[name]) for name in _PER_STAGE}

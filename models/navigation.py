@@ -18,12 +18,14 @@ Cost, with a smooth (C^1) penetration penalty for each disc ``(c_i, r_i)``::
     terminal(x) = 20 |p - goal|^2 + 2 |v|^2
 
 Default horizon 40 steps (4 s), temperature 0.01. Zero controls leave the mass at the start. The
-temperature is the coldest at which TSMC (defaults, 256 particles) keeps both mirror-image classes
-while its best path is within 10% of the reference cost. Measured with the self-tuning TSMC
-(seeds 0, 1, 2): at 0.01 the best costs were 2.80 to 2.84 (reference 2.61) with the smaller class
-holding 12 to 27% of the particles; at 0.003 the best were 2.68 to 2.69 but the smaller class held
-1 to 2% on two seeds of three; at 0.03 both classes kept 25 to 45% but the best were 3.34 to 3.38,
-and at 1 (the earlier default) 8.5 to 9.3.
+temperature is about the coldest at which TSMC (defaults, 256 particles) keeps both mirror-image
+classes while its best path stays near the reference cost. Measured with the self-tuning TSMC as
+it ships (seeds 0 to 5): at 0.01 the best costs were 2.81 to 2.85
+(reference 2.61), each class's best within 8 to 11% of the reference, and the smaller class held 4
+to 40% of the particles (the two shares drift once the routes separate); at 0.02 the best were 2.98
+to 3.13 with the smaller class at 7 to 40%. Earlier measurements: at 0.003 the smaller class held
+1 to 2% on two seeds of three, at 0.03 the best were 3.34 to 3.38, at 1 (the first default) 8.5
+to 9.3.
 
 Homotopy classes: ``homotopy_class(positions)`` counts the discs a path passes *above*, each
 judged where the path first crosses the vertical line through the disc's centre (``y`` linearly

@@ -22,7 +22,10 @@ reached cost 75.05-75.07 on 3 of 3 seeds, ending within 0.03 rad of upright.
 Reference cost: see ``REFERENCE_COST`` (how it was found is written beside it).
 """
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl_control import ControlProblem
 
@@ -71,3 +74,27 @@ def problem(**overrides) -> ControlProblem:
         temperature=float(s["temperature"]),
         reference_cost=REFERENCE_COST,
     )
+
+
+# -- a feedback policy for the swing-up (policy optimisation: pc.policy_model) ------------------
+
+
+class SwingUpPolicy(eqx.Module):
+    """``theta, omega -> raw torque``: a tanh MLP on ``(cos theta, sin theta, omega / 5)``, the
+    small feedback policy the example and the policy benchmarks train for the swing-up."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, width, key):
+        self.mlp = eqx.nn.MLP(3, "scalar", width, 1, activation=jnp.tanh, key=key)
+
+    def __call__(self, x):
+        return self.mlp(jnp.stack([jnp.cos(x[0]), jnp.sin(x[0]), 0.2 * x[1]]))
+
+
+def swing_up_starts(key, num):
+    """``num`` initial states spread around hanging: ``theta ~ U(-pi/2, pi/2)``, ``omega ~ U(-1, 1)``."""
+    k1, k2 = jax.random.split(key)
+    theta = jax.random.uniform(k1, (num,), minval=-np.pi / 2, maxval=np.pi / 2)
+    omega = jax.random.uniform(k2, (num,), minval=-1.0, maxval=1.0)
+    return jnp.stack([theta, omega], axis=-1)

@@ -13,6 +13,7 @@ from ._problem import ControlProblem as ControlProblem
 from ._problem import control_prior as control_prior
 from ._problem import trajectory_model as trajectory_model
 from ._result import Result as Result
+from ._policy import NOISE_TREATMENTS as NOISE_TREATMENTS
 from ._policy import closed_loop_rollout as closed_loop_rollout
 from ._policy import policy_action as policy_action
 from ._policy import policy_cost as policy_cost
@@ -30,6 +31,7 @@ __all__ = [
     "ControlProblem",
     "InferenceError",
     "LogDensity",
+    "NOISE_TREATMENTS",
     "Result",
     "boltzmann",
     "control_prior",

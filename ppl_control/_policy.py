@@ -1,20 +1,22 @@
 """Policy optimisation: an Equinox policy's parameters as the latent of a NumPyro model.
 
 The decision variable is no longer an open-loop plan but the parameters ``theta`` of a feedback
-policy ``a = pi_theta(observe(x))``. Following the extended-space construction of tempered SMC for
-policy optimisation (Yang, 2026), two sources of randomness are made deterministic:
+policy ``a = pi_theta(observe(x))``, and what a control engineer wants is the policy with the
+lowest *expected* cost ``E_{x_0, w}[J(theta; x_0, w)]`` over initial states and process noise
+``x_{t+1} = f(x_t, a_t) + sigma w_t``. Both sources of randomness are made deterministic, so the
+target is a smooth function that HMC, gradient descent and every other algorithm of
+``ppl_control.inference`` work on unchanged (they only see ``pc.log_density``):
 
-* the initial-state distribution is replaced by a fixed empirical set ``x_0^1 .. x_0^M`` (the same
-  for every particle), and
-* the additive process noise ``w`` of the rollout is an explicit latent with a standard-normal
-  prior, ``x_{t+1} = f(x_t, a_t) + sigma * w_t``,
+* the initial-state distribution becomes a fixed empirical set ``x_0^1 .. x_0^N``, the same for
+  every particle;
+* the process noise, by default, becomes ``K`` fixed noise sequences per initial state, drawn once
+  from a key (common random numbers: the sample-average approximation of ``E[J]``, whose
+  minimiser is consistent for the expected-cost optimum); or, as an explicit option, a latent
+  with a standard-normal prior (the extended-space construction of tempered SMC for policy
+  optimisation, Yang 2026), whose Boltzmann tilt also favours lucky noise and so under-controls.
 
-so the target over ``z = (theta, w)``::
-
-    p(theta) p(w) exp(-J(theta, w) / lambda),   J = 1/M sum_m J_m(theta, w^m)
-
-is a smooth deterministic function that HMC, gradient descent and every other algorithm of
-``ppl_control.inference`` can work on unchanged (they only see ``pc.log_density``).
+``policy_model`` documents the two treatments and the bias of the second; BENCHMARKS.md
+("Policies under process noise") measures both against the Riccati optimum.
 """
 
 import numbers
@@ -36,6 +38,7 @@ from ._result import Result
 
 POLICY_SITE = "policy"
 NOISE_SITE = "process_noise"
+NOISE_TREATMENTS = ("common", "extended")
 # ArviZ and netCDF reject "/" in variable names, numpyro's default scope divider.
 SCOPE_DIVIDER = "."
 
@@ -190,6 +193,24 @@ def _check_nonnegative(name: str, value) -> float:
     return float(value)
 
 
+def _as_key(noise_key) -> jax.Array:
+    """A typed PRNG key from a key (typed, or raw ``uint32[2]``) or an integer seed."""
+    if isinstance(noise_key, numbers.Integral) and not isinstance(noise_key, bool):
+        return jax.random.key(int(noise_key))
+    if isinstance(noise_key, (jax.Array, np.ndarray)):
+        if jnp.issubdtype(noise_key.dtype, jax.dtypes.prng_key) and noise_key.shape == ():
+            return noise_key
+        if noise_key.dtype == np.uint32 and noise_key.shape == (2,):
+            return jax.random.wrap_key_data(jnp.asarray(noise_key))
+    raise ValueError(f"noise_key must be a JAX PRNG key or an integer seed, got {noise_key!r}")
+
+
+def _float_dtype(states) -> jnp.dtype:
+    """The states' floating dtype (so a float64 model gets float64 noise), else JAX's default."""
+    dtype = jnp.result_type(states)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+
+
 # --------------------------------------------------------------------------------------------
 # The model and the way back to a trained module
 # --------------------------------------------------------------------------------------------
@@ -197,68 +218,151 @@ def _check_nonnegative(name: str, value) -> float:
 
 def policy_model(problem: ControlProblem, policy: eqx.Module, initial_states: Any,
                  temperature: float | None = 1.0, param_prior_scale: float = 1.0,
-                 process_noise: float = 0.0, *, name: str = POLICY_SITE):
+                 process_noise: float = 0.0, *, noise_treatment: str = "common",
+                 num_noise_samples: int = 1, noise_key: Any = 0, name: str = POLICY_SITE):
     """The NumPyro model of policy optimisation for ``problem``.
 
-    Latent sites:
+    Latent sites: every floating-point array of ``policy`` as ``f"{name}.{path}"`` (``path`` is
+    the leaf's JAX key path, e.g. ``policy.layers[0].weight``), prior ``Normal(0,
+    param_prior_scale)``, placed by ``numpyro.contrib.module.random_eqx_module`` with
+    ``scope_divider="."``; with ``noise_treatment="extended"`` and ``process_noise > 0`` also
+    ``"process_noise"`` (below).
 
-    * every floating-point array of ``policy`` as ``f"{name}.{path}"`` (``path`` is the leaf's JAX
-      key path, e.g. ``policy.layers[0].weight``), prior ``Normal(0, param_prior_scale)``,
-      placed by ``numpyro.contrib.module.random_eqx_module`` with ``scope_divider="."``;
-    * when ``process_noise > 0``, ``"process_noise"`` of shape ``(M, horizon, state_dim)``, prior
-      ``Normal(0, 1)``: the rollout noise made an explicit variable (extended space).
+    The scenarios: each of the ``N`` initial states is rolled out ``K = num_noise_samples`` times,
+    each time with its own standardised noise sequence ``w^m`` (``m = 1 .. N K``, the copies of
+    state ``i`` at ``m = i K .. i K + K - 1``; ``K`` only matters when there is noise). The closed
+    loop runs ``a_t = squash(policy(observe(x_t)))``, ``x_{t+1} = step(x_t, a_t) + process_noise *
+    w^m_t`` (``squash``: ``tanh`` onto the action box, see ``squash_action``); the cost
+    ``J = 1/(N K) sum_m J_m`` enters through ``pc.boltzmann``. The noise treatments
+    (``NOISE_TREATMENTS``):
 
-    For each initial state ``x_0^m`` the closed loop runs ``a_t = squash(policy(observe(x_t)))``,
-    ``x_{t+1} = step(x_t, a_t) + process_noise * w^m_t`` (``squash``: ``tanh`` onto the action box,
-    see ``squash_action``); the cost is the mean over the M trajectories and enters through
-    ``pc.boltzmann``, so the density is ``p(theta) p(w) exp(-J(theta, w) / temperature)``.
+    * ``"common"`` (default; common random numbers, the sample-average approximation, as in
+      PEGASUS, Ng & Jordan 2000): the ``N K`` sequences are drawn once from ``noise_key`` when the
+      model is built and held fixed, the same for every particle. The density is ``p(theta)
+      exp(-J_hat(theta) / temperature)`` with ``J_hat`` an unbiased estimate of the expected cost
+      ``E[J(theta)]`` for every ``theta``, so its minimiser tends to the expected-cost optimum
+      as ``N K`` grows (the same role as the fixed empirical set of initial states). Its excess
+      expected cost falls as (policy parameters) / ``N K``: keep ``N K`` well above the number of
+      parameters, raising ``K`` when initial states are few (BENCHMARKS.md measures both).
+    * ``"extended"`` (the extended-space construction, Yang 2026): the noise is the latent site
+      ``"process_noise"`` of shape ``(N K, horizon, state_dim)``, prior ``Normal(0, 1)``, and
+      the density ``p(theta) p(w) exp(-J(theta, w) / temperature)``. The tilt then applies to the
+      noise too. The marginal of ``theta`` is ``p(theta) prod_m E_w exp(-J_m / c)`` with ``c = N K
+      lambda``, a risk-seeking objective (per scenario ``-c log E exp(-J_m / c) ~ E[J_m] -
+      Var[J_m] / (2 c)``, which rewards cost variance), and the joint mode over ``(theta, w)``
+      (what gradient descent finds) lets the noise steer at a price of only ``c |w^m|^2 / 2``.
+      Both make the learned policy under-control, by a bias that shrinks only as ``c`` grows
+      against the cost's spread, and the reported cost is optimistic (lucky noise). Kept because
+      it is the published method and lets a sampler explore rollout randomness jointly with the
+      policy; BENCHMARKS.md measures the bias against its closed form on a noisy LQ.
+
+    Redrawing the noise at every TSMC stage is not offered: it would need the sampler's help (the
+    incremental weights then carry ``exp(-beta (J_new - J_old) / lambda)``, and BENCHMARKS.md
+    measures the ESS that costs at ``beta = 1``), and the final target would still be the sample
+    average over the last draw, no better than ``"common"`` with as many sequences.
 
     Args:
       problem: the ``ControlProblem``; ``problem.x0`` fixes the shape of one state.
       policy: an Equinox module from observation to raw action (shape ``(action_dim,)``, or a
         scalar when ``action_dim == 1``); only the shapes of its parameters matter here.
       initial_states: the empirical initial-state set: ``problem.x0``'s structure with a leading
-        axis of ``M`` states on every leaf (an ``(M, state_dim)`` array for array states).
+        axis of ``N`` states on every leaf (an ``(N, state_dim)`` array for array states).
       temperature: lambda in ``exp(-J / lambda)``; ``None`` takes ``problem.temperature``.
       param_prior_scale: standard deviation of the Normal prior on every parameter.
       process_noise: the scale ``sigma`` of the additive process noise (0: deterministic rollout).
+      noise_treatment: ``"common"`` or ``"extended"`` (above).
+      num_noise_samples: ``K``, the noise sequences per initial state (a positive integer).
+      noise_key: the key (or integer seed, default 0) the ``"common"`` noise is drawn from,
+        ``jax.random.normal(noise_key, (N K, horizon, state_dim))``; the same key gives the same
+        noise, so the same policy for the same algorithm key.
       name: the prefix of the parameter sites (``trained_policy`` needs the same one).
 
     Returns:
-      A NumPyro model that takes no arguments; ``model.problem``, ``model.policy``,
-      ``model.initial_states`` and ``model.process_noise`` record what it was built from.
+      A NumPyro model ``model(initial_states=None, noise=None)``: called with no arguments it
+      uses the scenarios it was built with; ``initial_states`` (another ``(N', state_dim)``
+      set) and, for ``"common"``, ``noise`` (``(N' K, horizon, state_dim)`` standardised
+      sequences, e.g. recorded disturbances) replace them at run time
+      (``algorithm.run(key, initial_states=..., noise=...)``), so one compiled algorithm serves
+      many training sets of the same shape. Its attributes record what it was built from:
+      ``problem``, ``policy``, ``initial_states``, ``process_noise``, ``noise_treatment``,
+      ``num_noise_samples``, and the scenarios: ``scenario_states`` (the initial state of each
+      rollout, ``N K`` of them; ``initial_states`` itself without noise) and ``noise`` (the fixed
+      ``(N K, horizon, state_dim)`` sequences of ``"common"``, else ``None``), so that
+      ``policy_cost(problem, net, model.scenario_states, model.noise, sigma).mean()`` is the cost
+      the model saw.
 
     Raises:
-      ValueError: for a non-positive temperature or prior scale, a negative process noise,
-        initial states that do not stack ``problem.x0``, non-array states with process noise, or
-        a policy whose output does not have the action's shape.
+      ValueError: for a non-positive temperature or prior scale, a negative process noise, an
+        unknown noise treatment, a ``num_noise_samples`` that is not a positive integer, a
+        ``noise_key`` that is not a key or an integer, initial states that do not stack
+        ``problem.x0``, non-array states with process noise, or a policy whose output does not
+        have the action's shape.
     """
     temperature = problem.temperature if temperature is None else temperature
     check_temperature(temperature)
     if not isinstance(param_prior_scale, numbers.Real) or not (0.0 < float(param_prior_scale) < float("inf")):
         raise ValueError(f"param_prior_scale must be a positive finite number, got {param_prior_scale!r}")
     process_noise = _check_nonnegative("process_noise", process_noise)
+    if noise_treatment not in NOISE_TREATMENTS:
+        raise ValueError(f"noise_treatment must be one of {NOISE_TREATMENTS}, got {noise_treatment!r}")
+    if isinstance(num_noise_samples, bool) or not isinstance(num_noise_samples, numbers.Integral) \
+            or num_noise_samples < 1:
+        raise ValueError(f"num_noise_samples must be a positive integer, got {num_noise_samples!r}")
+    key = _as_key(noise_key)
     num_states = _check_initial_states(problem, initial_states)
-    noise_shape = (num_states, problem.horizon, _state_dim(problem)) if process_noise > 0 else None
     _check_policy(problem, policy, initial_states)
     if "/" in name or not name:
         raise ValueError(f"name must be a non-empty site prefix without '/', got {name!r}")
     prior = dist.Normal(0.0, float(param_prior_scale))
 
-    def model():
-        net = random_eqx_module(name, policy, prior, scope_divider=SCOPE_DIVIDER)
-        if noise_shape is None:
-            costs = jax.vmap(lambda x0: closed_loop_cost(problem, net, x0))(initial_states)
+    noisy = process_noise > 0
+    k = int(num_noise_samples)
+    scenario_states, fixed_noise = initial_states, None
+    if noisy:
+        state_dim = _state_dim(problem)
+        scenario_states = jnp.repeat(jnp.asarray(initial_states), k, axis=0)
+        if noise_treatment == "common":
+            fixed_noise = jax.random.normal(key, (num_states * k, problem.horizon, state_dim),
+                                            _float_dtype(scenario_states))
+
+    def model(initial_states=None, noise=None):
+        """``initial_states`` / ``noise`` (``None``: those the model was built with) replace the
+        scenarios without rebuilding the model, so one compiled algorithm serves many sets."""
+        if initial_states is None:
+            scenarios = scenario_states
         else:
-            w = numpyro.sample(NOISE_SITE, dist.Normal(jnp.zeros(noise_shape), 1.0).to_event(3))
+            _check_initial_states(problem, initial_states)
+            scenarios = jnp.repeat(initial_states, k, axis=0) if noisy else initial_states
+        if noise is not None and (not noisy or noise_treatment != "common"):
+            raise ValueError("noise= replaces the fixed noise of noise_treatment='common' with "
+                             f"process_noise > 0; this model has process_noise={process_noise} and "
+                             f"noise_treatment={noise_treatment!r}")
+        net = random_eqx_module(name, policy, prior, scope_divider=SCOPE_DIVIDER)
+        if not noisy:
+            costs = jax.vmap(lambda x0: closed_loop_cost(problem, net, x0))(scenarios)
+        else:
+            shape = (jnp.shape(scenarios)[0], problem.horizon, state_dim)
+            if noise_treatment == "extended":
+                w = numpyro.sample(NOISE_SITE, dist.Normal(jnp.zeros(shape), 1.0).to_event(3))
+            else:
+                w = fixed_noise if noise is None else noise
+                if tuple(jnp.shape(w)) != shape:
+                    raise ValueError(
+                        f"{problem.name}: the noise must have shape (N * num_noise_samples, horizon, "
+                        f"state_dim) = {shape} for these initial states, got {tuple(jnp.shape(w))}"
+                        + ("; pass noise= with new initial states of another size" if noise is None else ""))
             costs = jax.vmap(lambda x0, wm: closed_loop_cost(problem, net, x0, wm, process_noise))(
-                initial_states, w)
+                scenarios, w)
         boltzmann(jnp.mean(costs), temperature)
 
     model.problem = problem
     model.policy = policy
     model.initial_states = initial_states
     model.process_noise = process_noise
+    model.noise_treatment = noise_treatment
+    model.num_noise_samples = k
+    model.scenario_states = scenario_states
+    model.noise = fixed_noise
     return model
 
 

@@ -116,6 +116,9 @@ cart_model = pc.trajectory_model(cart, temperature=0.05)
 '''
 
 
+BROKEN_LINE = MODEL_FILE.splitlines().index("    return undefined_name") + 1
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("user") / "my_problem.py"
@@ -202,11 +205,11 @@ def test_checkpoint_and_forced_progress_bar(model_file, tmp_path):
 
 @pytest.mark.parametrize("target, extra, message", [
     ("missing.py:model", (), "no such file"),
-    ("{file}:nowhere", (), "has no function 'nowhere' (it defines: broken, model, not_a_model, prior_only)"),
+    ("{file}:nowhere", (), "has no function 'nowhere' (it defines: broken, model, not_a_model, plain, prior_only)"),
     ("{file}:LIMIT", (), "not a function"),
     ("{file}:not_a_model", (), "no latent sample site"),
     ("{file}:prior_only", (), "no observed site"),
-    ("{file}:broken", (), "NameError: name 'undefined_name' is not defined (line 23)"),
+    ("{file}:broken", (), f"NameError: name 'undefined_name' is not defined (line {BROKEN_LINE})"),
     ("{file}:model", (), "missing 1 required positional argument: 'goal'; pass the model's arguments"),
     ("{file}:model", ("--arg", "goal=fast"), "is not JSON"),
     ("{file}:model", ("--arg", "goal=1", "--temperature", "2"), "--temperature applies to the ready-made"),

@@ -62,7 +62,8 @@ def test_sites_shapes_and_cost_match_a_numpy_rollout():
     problem = pendulum.problem(horizon=12)
     policy = PendulumPolicy(4, jax.random.key(0))
     starts = _pendulum_starts(jax.random.key(1), 3)
-    model = pc.policy_model(problem, policy, starts, temperature=0.5, process_noise=0.1)
+    model = pc.policy_model(problem, policy, starts, temperature=0.5, process_noise=0.1,
+                            noise_treatment="extended")
     ld = pc.log_density(model)
     assert ld.latent_shapes == {
         "policy.mlp.layers[0].weight": (4, 3),
@@ -90,6 +91,22 @@ def test_sites_shapes_and_cost_match_a_numpy_rollout():
     np.testing.assert_allclose(float(ll), -float(sites["cost"]) / 0.5, rtol=1e-6)
     np.testing.assert_allclose(float(lp), float(jnp.sum(jax.scipy.stats.norm.logpdf(z))), rtol=1e-5)
 
+    # The default treatment holds K fixed sequences per state instead of a latent: the same rollout
+    # on model.scenario_states (each state repeated K times) and model.noise.
+    common = pc.policy_model(problem, policy, starts, temperature=0.5, process_noise=0.1, num_noise_samples=2,
+                             noise_key=jax.random.key(5))
+    ld_common = pc.log_density(common)
+    assert ld_common.latent_names == tuple(n for n in ld.latent_names if n != "process_noise")
+    assert common.noise.shape == (6, 12, 2) and common.scenario_states.shape == (6, 2)
+    np.testing.assert_array_equal(common.scenario_states[1::2], starts)
+    z_common = ld_common.ravel({k: v for k, v in ld.unravel(z).items() if k != "process_noise"})
+    cost_common = float(jax.jit(ld_common.constrain)(z_common)["cost"])
+    expected_common = np.mean([
+        _numpy_pendulum_cost(net, starts[m // 2], np.asarray(common.noise[m]), 0.1, 12) for m in range(6)
+    ])
+    np.testing.assert_allclose(cost_common, expected_common, rtol=2e-5)
+    np.testing.assert_allclose(float(jax.jit(ld_common.log_parts)(z_common)[1]), -cost_common / 0.5, rtol=1e-6)
+
     # Without process noise there is no noise site; actions always respect the torque bounds.
     ld0 = pc.log_density(pc.policy_model(problem, policy, starts, param_prior_scale=30.0))
     assert "process_noise" not in ld0.latent_names
@@ -105,7 +122,7 @@ def test_gradient_matches_finite_differences_in_float64():
         policy = PendulumPolicy(4, jax.random.key(0))
         starts = _pendulum_starts(jax.random.key(1), 3).astype(jnp.float64)
         model = pc.policy_model(problem, policy, starts, temperature=0.7, param_prior_scale=1.5,
-                                process_noise=0.2)
+                                process_noise=0.2, noise_treatment="extended")
         ld = pc.log_density(model)
         z = jax.jit(ld.sample_prior, static_argnums=1)(jax.random.key(4), 1)[0]
         assert z.dtype == jnp.float64
@@ -137,6 +154,11 @@ def test_gradient_matches_finite_differences_in_float64():
         (dict(temperature=-1.0), "temperature"),
         (dict(param_prior_scale=0.0), "param_prior_scale"),
         (dict(process_noise=-0.1), "process_noise"),
+        (dict(process_noise=0.1, noise_treatment="redrawn"), "noise_treatment"),
+        (dict(process_noise=0.1, num_noise_samples=0), "num_noise_samples"),
+        (dict(process_noise=0.1, num_noise_samples=2.0), "num_noise_samples"),
+        (dict(process_noise=0.1, noise_key="seed"), "noise_key"),
+        (dict(process_noise=0.1, noise_key=jnp.zeros(3)), "noise_key"),
         (dict(policy=eqx.nn.Linear(2, 3, key=jax.random.key(0))), r"shape \(action_dim,\)"),
         (dict(policy=eqx.nn.Linear(5, 1, key=jax.random.key(0))), "calling the policy"),
     ],
@@ -147,6 +169,34 @@ def test_bad_inputs_raise_value_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         pc.policy_model(problem, **args)
+
+
+def test_scenarios_passed_at_run_time_replace_the_built_in_ones():
+    """``model(initial_states=..., noise=...)``: the cost of the passed scenarios (checked against
+    ``policy_cost``), and a clear error where the noise cannot be replaced."""
+    problem = pendulum.problem(horizon=8)
+    policy = PendulumPolicy(3, jax.random.key(0))
+    model = pc.policy_model(problem, policy, _pendulum_starts(jax.random.key(1), 3), process_noise=0.1,
+                            num_noise_samples=2)
+    other = _pendulum_starts(jax.random.key(2), 5)
+    noise = jax.random.normal(jax.random.key(3), (10, 8, 2))
+    ld = pc.log_density(model, initial_states=other, noise=noise)
+    z = ld.sample_prior(jax.random.key(4), 1)[0]
+    sites = ld.constrain(z)
+    net = pc.trained_policy(pc.Result("hand", {k: np.asarray(v)[None] for k, v in sites.items()}, np.zeros(1)), policy)
+    expected = pc.policy_cost(problem, net, jnp.repeat(other, 2, axis=0), noise, 0.1).mean()
+    np.testing.assert_allclose(float(sites["cost"]), float(expected), rtol=1e-6)
+
+    with pytest.raises(ValueError, match=r"noise must have shape .*\(10, 8, 2\).*pass noise="):
+        pc.log_density(model, initial_states=other)
+    with pytest.raises(ValueError, match=r"\(10, 8, 2\)"):
+        pc.log_density(model, initial_states=other, noise=noise[:6])
+    extended = pc.policy_model(problem, policy, other, process_noise=0.1, noise_treatment="extended")
+    with pytest.raises(ValueError, match="noise_treatment='extended'"):
+        pc.log_density(extended, noise=noise)
+    assert pc.log_density(extended, initial_states=other[:2]).latent_shapes["process_noise"] == (2, 8, 2)
+    with pytest.raises(ValueError, match="process_noise=0.0"):
+        pc.log_density(pc.policy_model(problem, policy, other), noise=noise)
 
 
 def test_process_noise_needs_array_states():
@@ -215,7 +265,9 @@ def test_every_algorithm_runs_on_the_policy_model(make):
     policy = PendulumPolicy(3, jax.random.key(0))
     model = pc.policy_model(problem, policy, _pendulum_starts(jax.random.key(1), 2), process_noise=0.05)
     result = make(model).run(jax.random.key(0))
-    assert result.samples["process_noise"].shape[1:] == (2, 6, 2)
+    # The default noise treatment holds the noise fixed (tests/test_policy_noise.py runs TSMC and
+    # gradient descent on the extended treatment, whose noise is a latent).
+    assert "process_noise" not in result.samples
     assert np.all(np.isfinite(result.samples["cost"]))
     net = pc.trained_policy(result, policy)
     assert np.isfinite(float(net(jnp.zeros(2))))
@@ -294,10 +346,13 @@ def test_lq_learned_gain_is_within_5_percent_of_riccati(lq_setup):
     fresh initial states and fresh noise: exactly, by second-moment propagation, and by Monte Carlo
     through ``pc.policy_cost`` with common random numbers.
 
-    Why M = 128 states and temperature 0.1: with the noise a latent, the tilted marginal of the
-    gain is ``p(W) prod_m E_w exp(-J_m / (M lambda))``, a risk-seeking version of ``E[J]`` whose
-    bias shrinks with ``M lambda``; the posterior's own spread costs about ``lambda * dim / 2``.
-    ``M lambda = 12.8`` and ``lambda dim / 2 = 0.4`` (1% of the optimal cost) keep both small.
+    Why M = 128 states and temperature 0.1: the default noise treatment holds one noise sequence
+    per state fixed, so the target is ``p(W) exp(-J_hat(W) / lambda)`` with ``J_hat`` the sample
+    average of the cost over the 128 scenarios, whose minimiser's excess expected cost falls as
+    ``dim / M``; the posterior's own spread costs about ``lambda * dim / 2``, and ``lambda dim / 2
+    = 0.4`` (1% of the optimal cost) keeps it small. (With ``noise_treatment="extended"`` the
+    target is risk-seeking instead, with a bias that shrinks only as ``M lambda`` grows;
+    tests/test_policy_noise.py measures it against its closed form.)
     """
     s = lq_setup
     a, b, terminal = s["a"], s["b"], s["terminal"]
