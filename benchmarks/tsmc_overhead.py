@@ -84,6 +84,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    parser.add_argument("--skip-acrobot", action="store_true",
+                        help="leave out the acrobot row (the slowest: about a minute a run on 2 busy cores)")
     args = parser.parse_args(argv)
     cases = [
         ("lqr (40 vars)", pc.trajectory_model(models.get("lqr")), 1024),
@@ -92,9 +94,12 @@ def main(argv=None):
         ("pendulum (60 vars)", pc.trajectory_model(models.get("pendulum")), 4096),
         ("acrobot (80 vars)", pc.trajectory_model(models.get("acrobot")), 256),
     ]
+    if args.skip_acrobot:
+        cases = [case for case in cases if not case[0].startswith("acrobot")]
     rows = [measure(name, model, n, args.repeats) for name, model, n in cases]
     lines = [
-        f"Command: `.venv/bin/python -m benchmarks.tsmc_overhead --repeats {args.repeats} --write`  ",
+        f"Command: `.venv/bin/python -m benchmarks.tsmc_overhead --repeats {args.repeats}"
+        f"{' --skip-acrobot' if args.skip_acrobot else ''} --write`  ",
         f"Machine: {describe()}  ",
         "TSMC as it ships (self-tuning moves, dense metric). Floor = the same number of vmapped "
         "value-and-gradient evaluations as the run's stages counted (refresh, probe and every "
