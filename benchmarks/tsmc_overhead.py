@@ -6,7 +6,7 @@ runs exactly as many vmapped value-and-gradient evaluations in one compiled loop
 next, so none is skipped). Ratio = TSMC wall time / floor wall time, both after compilation, timed
 side by side, median over repeats.
 
-    .venv/bin/python -m benchmarks.tsmc_overhead [--repeats 5] [--write]
+    .venv/bin/python -m benchmarks.tsmc_overhead [--repeats 5] [--skip-acrobot] [--write]
 """
 
 import argparse
