@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ppl-control demo
 
 test: $(DOCS_STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q --durations=15
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.run_all
