@@ -18,6 +18,7 @@ BENCHMARKS = [
     ("benchmarks.policy_noise", ["--write"]),
     ("benchmarks.pusher_slider", ["--write"]),
     ("benchmarks.rddl_vs_jaxplan", ["--write"]),  # needs the rddl extra (make bench installs it)
+    ("benchmarks.scaling", ["--write"]),
 ]
 
 

@@ -11,6 +11,8 @@ from jax.scipy.special import logsumexp
 
 from ppl_control import InferenceError, LogDensity, Result
 
+from ._parallel import to_host
+
 
 def check_num_particles(num_particles) -> int:
     if not isinstance(num_particles, numbers.Integral) or num_particles < 2:
@@ -90,7 +92,7 @@ def normalise_log_weights(log_weights: jax.Array) -> jax.Array:
 
 def raise_if_all_nonfinite(values, what: str, method: str) -> None:
     """``InferenceError`` when no entry of ``values`` is finite: no particle can carry weight."""
-    if not np.any(np.isfinite(np.asarray(values))):
+    if not np.any(np.isfinite(np.asarray(to_host(values)))):
         raise InferenceError(
             f"{method}: every particle's {what} is non-finite (NaN or inf), so no particle can "
             "carry weight; check the model's cost for overflow or invalid operations"
@@ -198,10 +200,12 @@ def particles_to_result(
     observed sites' log densities recorded for ArviZ's ``log_likelihood`` group. ``log_weights``
     default to uniform; they are normalised here, NaN counting as zero weight.
     """
-    samples, log_likelihood = jax.vmap(log_density.sites)(particles)
+    # to_host: with several processes every one gathers the whole population.
+    samples, log_likelihood = to_host(jax.vmap(log_density.sites)(particles))
     n = particles.shape[0]
     if log_weights is None:
         log_weights = jnp.full((n,), -jnp.log(n))
+    log_weights, stats, particle_stats = to_host((log_weights, stats, particle_stats))
     to_numpy = lambda tree: {k: np.asarray(v) for k, v in (tree or {}).items()}
     return Result(
         method=method,

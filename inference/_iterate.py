@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as checkpointing
+from ._parallel import to_host
 from ._common import progress, tempered_target
 from .warm_start import init_digest
 
@@ -48,8 +49,10 @@ def run_fingerprint(method: str, config: dict, rng_key, log_density_, init_value
     """What a checkpoint must match to be resumed: method, configuration, key, the model's
     latent shapes (a checkpoint of another model fails loudly instead of resuming garbage) and,
     for a warm start, a digest of its particles."""
+    # Where the particles live (devices, batches) does not change what is computed: a run may
+    # resume on other devices.
     fingerprint = dict(
-        config,
+        {k: v for k, v in config.items() if k not in ("num_devices", "batch_size")},
         method=method,
         key=key_fingerprint(rng_key),
         latent_shapes={name: list(shape) for name, shape in log_density_.latent_shapes.items()},
@@ -95,7 +98,7 @@ def iterate(chunk_fn, state, num_steps: int, *, desc: str, progress_bar, postfix
             pieces.append(stats)
             start += n
             if checkpoint:
-                history = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *jax.device_get(pieces))
+                history = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *to_host(pieces))
                 pieces = [history]
                 checkpointing.save_snapshot(checkpoint, checkpointing.Snapshot(state, history, start),
                                             fingerprint or {})

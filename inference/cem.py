@@ -40,6 +40,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._parallel import ParticleLayout
 from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
@@ -52,8 +53,8 @@ class CEMState(NamedTuple):
     cost: jax.Array  # (N,)
 
 
-def _evaluate(ld, z):
-    objective, cost = jax.vmap(objective_and_cost(ld))(z)
+def _evaluate(ld, z, layout: ParticleLayout):
+    objective, cost = layout.map(objective_and_cost(ld))(z)
     score = -objective
     return jnp.where(jnp.isfinite(score), score, -jnp.inf), cost
 
@@ -71,6 +72,12 @@ class CEM:
       min_std: floor on ``sigma``, so the search never collapses to a point. Default 1e-3.
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
+      devices: the devices the particles are sharded over: ``None`` (default) for every device
+        (``jax.devices()``, the most of them that divide ``num_particles``), a list of devices or
+        a one-axis ``jax.sharding.Mesh``; see ``inference._parallel``. ``config["num_devices"]``
+        records how many were used.
+      batch_size: evaluate at most this many particles per device at once (sequential batches),
+        bounding memory; default ``None``: all at once.
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``): the final population, the elites
@@ -90,6 +97,8 @@ class CEM:
         elite_fraction: float = 0.2,
         min_std: float = 1e-3,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
@@ -98,6 +107,7 @@ class CEM:
         self.elite_fraction = check_unit_interval("elite_fraction", elite_fraction)
         self.min_std = check_positive("min_std", min_std)
         self.progress_bar = check_progress_bar(progress_bar)
+        self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         self.num_elites = min(max(math.ceil(self.elite_fraction * self.num_particles), 1), self.num_particles - 1)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
@@ -111,6 +121,7 @@ class CEM:
             elite_fraction=self.elite_fraction,
             num_elites=self.num_elites,
             min_std=self.min_std,
+            **self.layout.config,
         )
 
     def _init_state(self, args, kwargs, key, init_values=None):
@@ -123,9 +134,10 @@ class CEM:
             given, finite = unconstrained(ld, init_values)
             z = select_rows(given, finite, self.num_particles)
             mean, std = finite_moments(given, finite)
-        score, cost = _evaluate(ld, z)
+        score, cost = _evaluate(ld, z, self.layout)
         order = jnp.argsort(-score)  # stable: ties keep their order
-        return CEMState(key, mean, jnp.maximum(std, self.min_std), z[order], score[order], cost[order])
+        state = CEMState(key, mean, jnp.maximum(std, self.min_std), z[order], score[order], cost[order])
+        return self.layout.constrain(state)
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
@@ -139,7 +151,7 @@ class CEM:
             std = jnp.maximum(std, self.min_std)
             key, sub = jax.random.split(state.key)
             fresh = mean + std * jax.random.normal(sub, (n - k, mean.shape[0]), mean.dtype)
-            fresh_score, fresh_cost = _evaluate(ld, fresh)
+            fresh_score, fresh_cost = _evaluate(ld, fresh, self.layout)
             population = jnp.concatenate([elites, fresh])
             score = jnp.concatenate([state.score[:k], fresh_score])
             cost = jnp.concatenate([state.cost[:k], fresh_cost])
@@ -151,7 +163,8 @@ class CEM:
                 std_mean=jnp.mean(std),
                 num_evaluations=jnp.asarray(n - k, jnp.int32),
             )
-            return CEMState(key, mean, std, population[order], score[order], cost[order]), stats
+            state = CEMState(key, mean, std, population[order], score[order], cost[order])
+            return self.layout.constrain(state), stats
 
         return jax.lax.scan(step, state, steps)
 

@@ -121,7 +121,10 @@ def hmc_move(
         z, p, g, logp, aux, path = carry
         p = p + 0.5 * eps * g
         z = z + eps * _velocity(metric, p)
-        (logp, aux), g = value_and_grad(z)
+        # The barrier keeps XLA from fusing the momentum and position updates into the
+        # gradient's last operations, which slowed the leapfrog loop down (pendulum, 4096
+        # particles: ~8% per stage, benchmarks/scaling.py and tsmc_overhead's notes).
+        (logp, aux), g = lax.optimization_barrier(value_and_grad(z))
         p = p + 0.5 * eps * g
         if probe_length:
             path = lax.cond(record, lambda: _record_jump(path, step, z, p, logp, aux), lambda: path)

@@ -85,6 +85,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._parallel import ParticleLayout
 from ._warm import select_rows, site_values, unconstrained
 
 
@@ -229,6 +230,12 @@ class MDPO:
         every non-scalar site. Other sites are one block each.
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
+      devices: the devices the particles are sharded over: ``None`` (default) for every device
+        (``jax.devices()``, the most of them that divide ``num_particles``), a list of devices or
+        a one-axis ``jax.sharding.Mesh``; see ``inference._parallel``. ``config["num_devices"]``
+        records how many were used.
+      batch_size: evaluate at most this many particles per device at once (sequential batches),
+        bounding memory; default ``None``: all at once.
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``) with the best iterate of every restart as the particles (uniform weights, zero for restarts that never had a finite
@@ -254,6 +261,8 @@ class MDPO:
         adaptive_noise: bool = True,
         time_sites=None,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
@@ -280,6 +289,7 @@ class MDPO:
             time_sites = (time_sites,) if isinstance(time_sites, str) else tuple(time_sites)
         self.time_sites = time_sites
         self.progress_bar = check_progress_bar(progress_bar)
+        self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         # Compiled once per instance; model arguments are traced (arrays) or static (the rest).
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
@@ -297,6 +307,7 @@ class MDPO:
             sensitivity_offset=self.sensitivity_offset,
             adaptive_noise=self.adaptive_noise,
             time_sites="all" if self.time_sites is None else ",".join(self.time_sites),
+            **self.layout.config,
         )
 
     def _schedule(self, count):
@@ -320,11 +331,11 @@ class MDPO:
         opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
         n = self.num_particles
         inf = jnp.full((n,), jnp.inf, z.dtype)
-        return MDPOState(z, opt_state, z, inf, inf, jnp.zeros_like(z))
+        return self.layout.constrain(MDPOState(z, opt_state, z, inf, inf, jnp.zeros_like(z)))
 
     def _run_chunk(self, args, kwargs, block_ids, num_blocks, state, steps):
         ld = log_density(self.model, *args, **kwargs)
-        value_and_grad = jax.vmap(jax.value_and_grad(objective_and_cost(ld), has_aux=True))
+        value_and_grad = self.layout.map(jax.value_and_grad(objective_and_cost(ld), has_aux=True))
         tx = self._transformation(block_ids, num_blocks)
 
         def step(state, _):
@@ -349,7 +360,8 @@ class MDPO:
                 noise_scale=jnp.mean(opt_state.scale, axis=0),
                 num_evaluations=jnp.asarray(self.num_particles, jnp.int32),
             )
-            return MDPOState(z, opt_state, best_z, best_objective, best_cost, best_grad), stats
+            state = MDPOState(z, opt_state, best_z, best_objective, best_cost, best_grad)
+            return self.layout.constrain(state), stats
 
         return jax.lax.scan(step, state, steps)
 
@@ -411,10 +423,13 @@ class GradientDescent(MDPO):
         optimizer: optax.GradientTransformation | None = None,
         time_sites=None,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         super().__init__(
             model, num_particles=num_particles, num_steps=num_steps, learning_rate=learning_rate,
             noise_scale=0.0, optimizer=optimizer, time_sites=time_sites, progress_bar=progress_bar,
+            devices=devices, batch_size=batch_size,
         )
 
     @property
@@ -424,4 +439,5 @@ class GradientDescent(MDPO):
             num_steps=self.num_steps,
             learning_rate=self.learning_rate,
             optimizer="adam" if self.learning_rate is not None else repr(self.optimizer),
+            **self.layout.config,
         )

@@ -25,8 +25,8 @@ computed as ``M = L C^{-1/2} L'`` with ``L L' = A`` and ``C = L' B L``. Noise: `
 toward its diagonal and ``C`` (the identity for an exact Gaussian) toward ``(tr C / D) I``, each
 by the oracle-approximating shrinkage intensity (OAS; Chen, Wiesel, Eldar & Hero 2010) for
 ``n_eff`` samples; as ``n_eff`` grows both intensities vanish and ``M`` tends to the target's
-covariance for a Gaussian target. The factor ``S = L V C^{-1/4}`` (``C = V diag(c) V'``)
-gives momenta, kinetic energy and whitening.
+covariance for a Gaussian target. The factor ``S = L C^{-1/4}`` (the symmetric root
+``V diag(c^{-1/4}) V'`` of ``C = V diag(c) V'``) gives momenta, kinetic energy and whitening.
 """
 
 from typing import NamedTuple
@@ -157,9 +157,15 @@ def fit_metric(particles: jax.Array, grads: jax.Array, weights: jax.Array, kind:
     c = (1.0 - rho_c) * c + rho_c * mu * jnp.eye(c.shape[0], dtype=c.dtype)
     eigenvalues, vectors = jnp.linalg.eigh(c)
     eigenvalues = jnp.maximum(eigenvalues, _floor(eigenvalues))
-    # S = L V diag(c^{-1/4}), so S S' = L C^{-1/2} L' = M; S^{-T} = L^{-T} V diag(c^{1/4}).
-    factor = (chol @ vectors) * eigenvalues ** -0.25
-    momentum_factor = jax.scipy.linalg.solve_triangular(chol.T, vectors * eigenvalues**0.25, lower=False)
+    # S = L C^{-1/4}, so S S' = L C^{-1/2} L' = M; S^{-T} = L^{-T} C^{1/4}. The roots are the
+    # symmetric ones, V diag(c^{-+1/4}) V': unlike L V diag(c^{-1/4}) they do not depend on which
+    # eigenvectors eigh returns where eigenvalues (nearly) coincide, as they do when the metric
+    # fits well (C ~ I). So S, and the momenta drawn with it, are continuous in the covariances:
+    # sums over particles added up in another order (on several devices, say) change them at
+    # float rounding level, not by a rotation.
+    factor = chol @ ((vectors * eigenvalues ** -0.25) @ vectors.T)
+    momentum_factor = jax.scipy.linalg.solve_triangular(
+        chol.T, (vectors * eigenvalues**0.25) @ vectors.T, lower=False)
     return _or_fallback(Metric(momentum_factor, factor @ factor.T), fallback), MetricInfo(rho_a, rho_c)
 
 

@@ -35,6 +35,7 @@ from ._common import (
     raise_if_all_nonfinite,
 )
 from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._parallel import ParticleLayout
 from ._warm import finite_moments, select_rows, site_values, unconstrained
 
 
@@ -58,6 +59,12 @@ class MPPI:
       temperature: the MPPI temperature, in units of the model's log density. Default 1.
       progress_bar: ``"auto"`` (default) shows a tqdm bar on a terminal or in a notebook, not in
         a pipe or a log; ``True`` always, ``False`` never.
+      devices: the devices the particles are sharded over: ``None`` (default) for every device
+        (``jax.devices()``, the most of them that divide ``num_particles``), a list of devices or
+        a one-axis ``jax.sharding.Mesh``; see ``inference._parallel``. ``config["num_devices"]``
+        records how many were used.
+      batch_size: evaluate at most this many particles per device at once (sequential batches),
+        bounding memory; default ``None``: all at once.
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``): the last iteration's samples with
@@ -76,6 +83,8 @@ class MPPI:
         noise_scale: float = 0.3,
         temperature: float = 1.0,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
@@ -84,6 +93,7 @@ class MPPI:
         self.noise_scale = check_positive("noise_scale", noise_scale)
         self.temperature = check_positive("temperature", temperature)
         self.progress_bar = check_progress_bar(progress_bar)
+        self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
 
@@ -95,6 +105,7 @@ class MPPI:
             learning_rate=self.learning_rate,
             noise_scale=self.noise_scale,
             temperature=self.temperature,
+            **self.layout.config,
         )
 
     def _init_state(self, args, kwargs, key, init_values=None):
@@ -109,17 +120,17 @@ class MPPI:
             mean = finite_moments(given, finite)[0]
         n = self.num_particles
         uniform = jnp.full((n,), -jnp.log(n), z.dtype)
-        return MPPIState(key, mean, z, uniform, jnp.full((n,), jnp.inf, z.dtype))
+        return self.layout.constrain(MPPIState(key, mean, z, uniform, jnp.full((n,), jnp.inf, z.dtype)))
 
     def _run_chunk(self, args, kwargs, state, steps):
         ld = log_density(self.model, *args, **kwargs)
-        evaluate = jax.vmap(objective_and_cost(ld))
+        evaluate = self.layout.map(objective_and_cost(ld))
         n = self.num_particles
 
         def step(state, _):
             key, sub = jax.random.split(state.key)
             eps = self.noise_scale * jax.random.normal(sub, (n, state.mean.shape[0]), state.mean.dtype)
-            eps = eps.at[0].set(0.0)
+            eps = self.layout.constrain(eps.at[0].set(0.0))
             z = state.mean + eps
             objective, cost = evaluate(z)
             ok = jnp.isfinite(objective)
@@ -135,7 +146,7 @@ class MPPI:
                 ess=jnp.exp(-logsumexp(2.0 * log_w)),
                 num_evaluations=jnp.asarray(n, jnp.int32),
             )
-            return MPPIState(key, mean, z, log_w, cost), stats
+            return self.layout.constrain(MPPIState(key, mean, z, log_w, cost)), stats
 
         return jax.lax.scan(step, state, steps)
 

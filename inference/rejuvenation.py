@@ -18,13 +18,13 @@ After every move the step size adapts toward ``target_accept`` (``tuning.next_st
 integration time ``length * step`` chosen by the probe is kept, so the length follows the step.
 """
 
-from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._parallel import ParticleLayout
 from .hmc import hmc_move
 from .metric import Metric, MetricInfo, fit_metric
 from .tuning import best_length, moved_enough, next_step_size, remaining_correlation, whitened_spread
@@ -90,6 +90,15 @@ class _Carry(NamedTuple):
     last_step: jax.Array  # (N,)
 
 
+_PER_PARTICLE = ("z", "logp", "grad", "aux", "start", "start_log_likelihood", "acceptance_sum", "diverging",
+                 "last_step")
+
+
+def _sharded(c: _Carry, layout: ParticleLayout) -> _Carry:
+    """``c`` with its per-particle fields kept sharded over the layout's devices."""
+    return c._replace(**layout.constrain({name: getattr(c, name) for name in _PER_PARTICLE}))
+
+
 def rejuvenate(
     rng_key: jax.Array,
     particles: jax.Array,
@@ -101,6 +110,7 @@ def rejuvenate(
     step_size: jax.Array,
     previous_length: jax.Array,
     settings: MoveSettings,
+    layout: ParticleLayout | None = None,
 ):
     """Fit the metric, resample and move ``particles`` ``(N, D)`` toward ``value_and_grad``'s density.
 
@@ -117,6 +127,8 @@ def rejuvenate(
       step_size: the base step size to start from (whitened units).
       previous_length: the length the previous stage kept (the probe tries up to twice it).
       settings: ``MoveSettings``.
+      layout: how the particles are spread over devices and evaluated in batches
+        (``inference._parallel.ParticleLayout``); default: one device, all particles at once.
 
     Returns:
       ``(particles, log_density, aux, step_size, length, MovesInfo, MetricInfo)``: equally weighted
@@ -131,14 +143,13 @@ def rejuvenate(
     min_passes = 3 if adaptive_length else 2
     probe_length = jnp.clip(2 * previous_length, 1, settings.max_leapfrog).astype(jnp.int32)
     fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
-    move = jax.vmap(partial(hmc_move, watch=log_likelihood_of),
-                    in_axes=(0, 0, 0, 0, 0, None, None, None, None, None, None, None, None))
+    layout = ParticleLayout(n, None, None) if layout is None else layout
     key_resample, key_moves = jax.random.split(rng_key)
 
     def fit_and_resample(c: _Carry):
         metric, metric_info = fit_metric(c.z, c.grad, weights, metric_kind)
         ancestors = resample(key_resample, weights, n)
-        take = lambda x: x[ancestors]
+        take = lambda x: layout.constrain(x[ancestors])
         z = take(c.z)
         return c._replace(z=z, logp=take(c.logp), grad=take(c.grad), aux=jax.tree.map(take, c.aux),
                           metric=metric, metric_info=metric_info, start=z,
@@ -155,11 +166,12 @@ def rejuvenate(
         refresh = c.index == 0
         probing = (c.index == 1) & adaptive_length
         length = jnp.where(probing, probe_length, c.length if adaptive_length else fixed_length)
-        keys = jax.random.split(jax.random.fold_in(key_moves, c.index), n)
-        z, logp, grad, aux, info = move(
-            keys, c.z, c.logp, c.grad, c.aux, value_and_grad, c.step_size, c.metric, length,
-            settings.step_jitter, refresh, buffer, probing,
-        )
+        keys = layout.constrain(jax.random.split(jax.random.fold_in(key_moves, c.index), n))
+        move = layout.map(lambda key, z, logp, grad, aux: hmc_move(
+            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric, length, settings.step_jitter,
+            refresh, buffer, probing, watch=log_likelihood_of,
+        ))
+        z, logp, grad, aux, info = move(keys, c.z, c.logp, c.grad, c.aux)
         step = next_step_size(c.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
         step = jnp.where(refresh, c.step_size, step)
         integration_time = c.integration_time
@@ -183,7 +195,7 @@ def rejuvenate(
             c.diverging | (info.diverging & moved),
             jnp.where(moved, info.step_size, c.last_step),
         )
-        return lax.cond(refresh, fit_and_resample, lambda c: c, c)
+        return lax.cond(refresh, fit_and_resample, lambda c: c, _sharded(c, layout))
 
     zeros = jnp.zeros((n,), particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
@@ -195,7 +207,7 @@ def rejuvenate(
         jnp.zeros((), jnp.int32), jnp.array([jnp.nan, jnp.nan, 1.0], particles.dtype), jnp.zeros((), jnp.int32),
         zeros, scalar, jnp.zeros((n,), bool), zeros,
     )
-    c = lax.while_loop(keep_going, one_pass, start)
+    c = lax.while_loop(keep_going, one_pass, _sharded(start, layout))
     num_moves = c.index - 1
     per_move = jnp.maximum(num_moves, 1)
     info = MovesInfo(

@@ -50,6 +50,7 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
+from ._parallel import ParticleLayout, to_host
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
@@ -190,6 +191,20 @@ class TSMC:
         ``inference.warm_start``.
       progress_bar: a progress bar over beta (stage, beta, ESS, acceptance, moves x leapfrog, best
         cost): ``True``, ``False`` or ``"auto"`` (default: only when stderr is a terminal).
+      devices: the devices the particles are sharded over (``inference._parallel``): ``None``
+        (default) for every device, ``jax.devices()`` (all processes' after
+        ``jax.distributed.initialize``; when ``num_particles`` is not a multiple of their number,
+        the most of them that divide it), a list of devices, or a one-axis ``jax.sharding.Mesh``.
+        Each device moves its share of the particles; weights, ESS, the temperature bisection,
+        the metric fit, resampling and the evidence are computed across devices inside the
+        compiled stage. ``Result.config["num_devices"]`` records how many were used. The result
+        equals the single-device run's to float tolerance (sums over particles are added up in
+        another order).
+      batch_size: evaluate at most this many particles per device at once (sequential batches,
+        ``lax.map``), so that very large populations on long horizons fit in memory: memory then
+        grows with the batch, not the population. Default ``None``: all at once. The per-device
+        population is split into the fewest equal batches no larger than this (a divisor of
+        ``num_particles / num_devices`` wastes nothing; otherwise the last batch is padded).
     """
 
     method = "tsmc"
@@ -213,6 +228,8 @@ class TSMC:
         step_jitter: float = 0.5,
         init_spread: float = 1.2,
         progress_bar: bool | str = "auto",
+        devices=None,
+        batch_size: int | None = None,
     ):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -236,6 +253,7 @@ class TSMC:
         self.step_jitter = float(step_jitter)
         self.init_spread = check_positive("init_spread", init_spread)
         self.progress_bar = check_progress_bar(progress_bar)
+        self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         self.move_settings = MoveSettings(
             num_moves=self.num_moves, max_moves=self.max_moves, num_leapfrog=self.num_leapfrog,
             max_leapfrog=self.max_leapfrog, target_correlation=self.target_correlation,
@@ -256,7 +274,7 @@ class TSMC:
             target_correlation=self.target_correlation, step_size=self.step_size,
             target_accept=self.target_accept, resampling=self.resampling, max_stages=self.max_stages,
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
-            init_spread=self.init_spread,
+            init_spread=self.init_spread, **self.layout.config,
         )
 
     def _latent_names(self, model_args, model_kwargs) -> tuple:
@@ -283,7 +301,8 @@ class TSMC:
             particles = ld.sample_prior(rng_key, self.num_particles)
         else:
             particles = reference.sample(rng_key, self.num_particles)
-        lp, ll, cost = jax.vmap(lambda z: path_target(ld, reference, 0.0)(z)[1])(particles)  # no gradient needed
+        particles = self.layout.constrain(particles)
+        lp, ll, cost = self.layout.map(lambda z: path_target(ld, reference, 0.0)(z)[1])(particles)  # no gradient
         step = self.step_size if self.step_size is not None else ld.dim ** -0.25
         length = self.num_leapfrog if self.num_leapfrog is not None else INITIAL_LEAPFROG
         zero = jnp.zeros((), particles.dtype)
@@ -298,10 +317,13 @@ class TSMC:
         ld = log_density(self.model, *model_args, **model_kwargs)
         n, dim = state.particles.shape
 
-        # 1-2. next temperature, reweighting, evidence increment.
-        delta, last = next_delta(state.log_likelihood, 1.0 - state.beta, self.target_ess)
+        # 1-2. next temperature, reweighting, evidence increment. Each of the bisection's steps
+        # sums over all particles: with several devices they are gathered once and every device
+        # bisects alone, rather than exchanging partial sums at every step.
+        log_likelihood = self.layout.replicate(state.log_likelihood)
+        delta, last = next_delta(log_likelihood, 1.0 - state.beta, self.target_ess)
         beta = jnp.where(last, jnp.ones_like(state.beta), state.beta + delta)
-        log_w = incremental_log_weights(state.log_likelihood, delta)
+        log_w = incremental_log_weights(log_likelihood, delta)
         log_evidence_increment = logsumexp(log_w) - math.log(n)
         weights = jnp.exp(log_w - logsumexp(log_w))
 
@@ -310,7 +332,7 @@ class TSMC:
         aux = (state.log_start, state.log_likelihood, state.cost)
         z, _, (lp, ll, cost), step_size, length, moves, metric_info = rejuvenate(
             rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._metric_kind(dim),
-            state.step_size, state.num_leapfrog, self.move_settings,
+            state.step_size, state.num_leapfrog, self.move_settings, self.layout,
         )
         cost_min, cost_mean = finite_min_mean(cost)
         new_state = TSMCState(z, lp, ll, cost, beta, step_size, length,
@@ -340,7 +362,7 @@ class TSMC:
 
     def _finalize_impl(self, particles, model_args, model_kwargs):
         ld = log_density(self.model, *model_args, **model_kwargs)
-        return jax.vmap(ld.sites)(particles)
+        return self.layout.map(ld.sites)(particles)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -367,8 +389,9 @@ class TSMC:
         """
         rng_key = _as_typed_key(rng_key)
         key_init, key_stages = jax.random.split(rng_key)
-        # max_stages is left out: resuming with a larger budget is how a stopped run continues.
-        fingerprint = {k: v for k, v in self.config.items() if k != "max_stages"}
+        # Left out: max_stages (resuming with a larger budget is how a stopped run continues), and
+        # where the particles live (a run may resume on other devices or with other batches).
+        fingerprint = {k: v for k, v in self.config.items() if k not in ("max_stages", "num_devices", "batch_size")}
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
@@ -379,10 +402,10 @@ class TSMC:
         loaded = checkpointing.load(checkpoint, TSMCState, fingerprint) if checkpoint else None
         if loaded is not None:
             state, history = loaded
-            state = TSMCState(*map(jnp.asarray, state))
+            state = self.layout.put(TSMCState(*state))
         else:
             state = self._init(key_init, model_args, model_kwargs, reference)
-            raise_if_all_nonfinite(state.log_likelihood, "log-likelihood (cost)", "TSMC")
+            raise_if_all_nonfinite(to_host(state.log_likelihood), "log-likelihood (cost)", "TSMC")
             history = {name: [] for name in StageInfo._fields}
 
         with single_threaded_blas(), progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
@@ -391,7 +414,9 @@ class TSMC:
                 previous_beta = float(state.beta)
                 state, info = self._stage(jax.random.fold_in(key_stages, int(state.stage)), state,
                                           model_args, model_kwargs, reference)
-                info = jax.device_get(info)
+                # The per-stage scalars come to the host now (one small transfer); the per-particle
+                # fields stay where they are until the end (only the last stage's are reported).
+                info = info._replace(**jax.device_get({name: getattr(info, name) for name in _PER_STAGE}))
                 for name, value in info._asdict().items():
                     history[name].append(value)
                 bar.set_description_str(f"TSMC stage {int(state.stage)}", refresh=False)
@@ -402,7 +427,7 @@ class TSMC:
                 )  # drawn by the update below
                 bar.update(float(info.beta) - previous_beta)
                 if checkpoint:
-                    checkpointing.save(checkpoint, state, history, fingerprint)
+                    self._save(checkpoint, state, history, fingerprint)
 
         final_beta = float(state.beta)
         if final_beta < 1.0:
@@ -412,13 +437,16 @@ class TSMC:
                 "or lower target_ess.",
                 stacklevel=2,
             )
-        samples, log_likelihood = self._finalize(state.particles, model_args, model_kwargs)
+        samples, log_likelihood = to_host(self._finalize(state.particles, model_args, model_kwargs))
         stats = {name: np.asarray(history[name]) for name in _PER_STAGE}
+        last = {name: history[name][-1] for name in ("particle_acceptance_rate", "particle_diverging",
+                                                     "particle_step_size")}
+        last, lp = to_host((last, state.log_start + state.log_likelihood))
         particle_stats = {
-            "lp": np.asarray(state.log_start + state.log_likelihood),
-            "acceptance_rate": np.asarray(history["particle_acceptance_rate"][-1]),
-            "diverging": np.asarray(history["particle_diverging"][-1]),
-            "step_size": np.asarray(history["particle_step_size"][-1]),
+            "lp": np.asarray(lp),
+            "acceptance_rate": np.asarray(last["particle_acceptance_rate"]),
+            "diverging": np.asarray(last["particle_diverging"]),
+            "step_size": np.asarray(last["particle_step_size"]),
         }
         from ppl_control import Result
 
@@ -433,3 +461,9 @@ class TSMC:
             config=dict(self.config, num_stages=int(state.stage), final_beta=final_beta,
                         warm_start=init is not None),
         )
+
+    def _save(self, path, state, history, fingerprint):
+        """Checkpoint on the host; with several processes, every one gathers and the first writes."""
+        state, history = to_host((state, history))
+        if jax.process_index() == 0:
+            checkpointing.save(path, state, history, fingerprint)
