@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as checkpointing
-from ._parallel import to_host
+from ._parallel import LAYOUT_FIELDS, to_host
 from ._common import progress, tempered_target
 from .warm_start import init_digest
 
@@ -52,7 +52,7 @@ def run_fingerprint(method: str, config: dict, rng_key, log_density_, init_value
     # Where the particles live (devices, batches) does not change what is computed: a run may
     # resume on other devices.
     fingerprint = dict(
-        {k: v for k, v in config.items() if k not in ("num_devices", "batch_size")},
+        {k: v for k, v in config.items() if k not in LAYOUT_FIELDS},
         method=method,
         key=key_fingerprint(rng_key),
         latent_shapes={name: list(shape) for name, shape in log_density_.latent_shapes.items()},

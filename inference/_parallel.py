@@ -28,6 +28,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "particles"
+# The Result.config entries that say where the particles live: they never change what is computed,
+# so checkpoint fingerprints leave them out (a run may resume on other devices or batches).
+LAYOUT_FIELDS = ("num_devices", "batch_size")
 
 
 def _device_count_for(num_particles: int, available: int) -> int:
@@ -120,7 +123,7 @@ class ParticleLayout(NamedTuple):
     @property
     def config(self) -> dict:
         """What a ``Result.config`` records about the layout."""
-        return dict(num_devices=self.num_devices, batch_size=self.batch_size)
+        return dict(zip(LAYOUT_FIELDS, (self.num_devices, self.batch_size)))
 
     @property
     def sharding(self) -> NamedSharding | None:

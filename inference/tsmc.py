@@ -50,7 +50,7 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
-from ._parallel import ParticleLayout, to_host
+from ._parallel import LAYOUT_FIELDS, ParticleLayout, to_host
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tempering import incremental_log_weights, log_ess, next_delta
@@ -168,7 +168,7 @@ class TSMC:
       target_ess: the fraction of the ESS kept by each temperature increment, in ``(0, 1)``.
       num_moves: HMC moves per particle per stage. Default ``None``: adapt, moving until the
         particles' remaining correlation with the stage's start is at most ``target_correlation``
-        (at least 1, at most ``max_moves``; ``inference.tuning``).
+        (at least 1, or 2 when the length adapts too, at most ``max_moves``; ``inference.tuning``).
       num_leapfrog: leapfrog steps per HMC move. Default ``None``: adapt, each stage's first move
         probing lengths up to twice the previous stage's and keeping the one that decorrelates the
         particles most per gradient (at most ``max_leapfrog``).
@@ -391,7 +391,7 @@ class TSMC:
         key_init, key_stages = jax.random.split(rng_key)
         # Left out: max_stages (resuming with a larger budget is how a stopped run continues), and
         # where the particles live (a run may resume on other devices or with other batches).
-        fingerprint = {k: v for k, v in self.config.items() if k not in ("max_stages", "num_devices", "batch_size")}
+        fingerprint = {k: v for k, v in self.config.items() if k != "max_stages" and k not in LAYOUT_FIELDS}
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
