@@ -1,9 +1,10 @@
 """TSMC as it ships beside what a user would pick instead, on the swing-up problems, in one run.
 
 For each problem (``models`` pendulum, cartpole, acrobot at their default temperatures, and
-``euler_acrobot``: an acrobot swing-up written here, outside the problem library, as a user would
-write one: Euler steps of 0.1 s, 50 steps, temperature 0.01, prior N(0, 2) on an unbounded elbow
-torque) and each seed, every method solves the problem's model:
+``euler_acrobot``: an acrobot swing-up task written here, outside the problem library, as a user
+would write one on the same physics (``models.acrobot.dynamics``): Euler steps of 0.1 s, 50 steps,
+its own cost, temperature 0.01, prior N(0, 2) on an unbounded elbow torque) and each seed, every
+method solves the problem's model:
 
 * TSMC with its defaults (self-tuning moves), TSMC with the previous fixed moves
   (``num_moves=5, num_leapfrog=10``, the defaults before the tuning issue), and TSMC with the
@@ -51,25 +52,11 @@ HEADING = "## TSMC beside NUTS, multi-start Adam and BlackJAX's tuned SMC (swing
 PROBLEMS = ("pendulum", "cartpole", "acrobot", "euler_acrobot")
 
 
-def _acrobot_accelerations(x, torque):
-    """Spong's acrobot (unit masses and lengths, centres of mass at half length, unit inertias)."""
-    th1, th2, d1, d2 = x
-    m, l, lc, inertia, g = 1.0, 1.0, 0.5, 1.0, 9.8
-    d11 = m * lc**2 + m * (l**2 + lc**2 + 2 * l * lc * jnp.cos(th2)) + 2 * inertia
-    d12 = m * (lc**2 + l * lc * jnp.cos(th2)) + inertia
-    phi2 = m * lc * g * jnp.cos(th1 + th2 - jnp.pi / 2)
-    phi1 = (-m * l * lc * d2**2 * jnp.sin(th2) - 2 * m * l * lc * d2 * d1 * jnp.sin(th2)
-            + (m * lc + m * l) * g * jnp.cos(th1 - jnp.pi / 2) + phi2)
-    dd2 = (torque + d12 / d11 * phi1 - m * l * lc * d1**2 * jnp.sin(th2) - phi2) / (m * lc**2 + inertia - d12**2 / d11)
-    dd1 = -(d12 * dd2 + phi1) / d11
-    return jnp.stack([d1, d2, dd1, dd2])
-
-
 def euler_acrobot_model():
     """The acrobot swing-up written outside the problem library (see the module docstring)."""
     u = numpyro.sample("u", dist.Normal(0.0, 2.0).expand([50, 1]).to_event(2))
-    xs = pc.rollout(lambda x, a: x + 0.1 * _acrobot_accelerations(x, a[0]), jnp.zeros(4), u)
-    height = -jnp.cos(xs[:, 0]) - jnp.cos(xs[:, 0] + xs[:, 1])
+    xs = pc.rollout(lambda x, a: x + 0.1 * models.acrobot.dynamics(x, a), jnp.zeros(4), u)
+    height = models.acrobot.tip_height(xs)
     cost = (0.1 * jnp.sum(2.0 - height[1:]) + 0.01 * jnp.sum(u**2) + 10.0 * (2.0 - height[-1])
             + 0.1 * jnp.sum(xs[-1, 2:] ** 2))
     pc.boltzmann(cost, temperature=0.01)
