@@ -11,8 +11,9 @@
   have done, and the stage keeps the length that decorrelates the particles most per gradient;
 * further moves with that integration time (at least one after the probe), until the particles
   have decorrelated from where the stage started as far as the moves can decorrelate them
-  (``tuning.moved_enough``) or ``max_moves``; or exactly ``num_moves`` moves when the user fixed
-  it.
+  (``tuning.moved_enough``) and at most ``max_unmoved`` of them are still where
+  resampling put them (every move they tried rejected), or ``max_moves``; or exactly ``num_moves`` moves when the
+  user fixed it.
 
 After every move the step size adapts toward ``target_accept`` (``tuning.next_step_size``); the
 integration time ``length * step`` chosen by the probe is kept, so the length follows the step.
@@ -27,7 +28,14 @@ from jax import lax
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
 from .metric import Metric, MetricInfo, fit_metric
-from .tuning import best_length, moved_enough, next_step_size, remaining_correlation, whitened_spread
+from .tuning import (
+    best_length,
+    DEFAULT_MAX_UNMOVED,
+    moved_enough,
+    next_step_size,
+    remaining_correlation,
+    whitened_spread,
+)
 
 
 class MoveSettings(NamedTuple):
@@ -44,6 +52,7 @@ class MoveSettings(NamedTuple):
     target_correlation: float
     target_accept: float
     step_jitter: float
+    max_unmoved: float = DEFAULT_MAX_UNMOVED
 
 
 class MovesInfo(NamedTuple):
@@ -57,6 +66,7 @@ class MovesInfo(NamedTuple):
     step_size: jax.Array  # mean base step size over the moves
     num_divergent: jax.Array
     correlation: jax.Array  # remaining correlation with the stage's start, after the last move
+    unmoved_fraction: jax.Array  # the particles every move since resampling left in place
     particle_acceptance_rate: jax.Array  # (N,) mean over moves
     particle_diverging: jax.Array  # (N,) any move diverged
     particle_step_size: jax.Array  # (N,) the last move's jittered step
@@ -88,10 +98,11 @@ class _Carry(NamedTuple):
     step_sum: jax.Array
     diverging: jax.Array  # (N,)
     last_step: jax.Array  # (N,)
+    unmoved: jax.Array  # (N,) every move since resampling was rejected: a copy of the ancestor
 
 
 _PER_PARTICLE = ("z", "logp", "grad", "aux", "start", "start_log_likelihood", "acceptance_sum", "diverging",
-                 "last_step")
+                 "last_step", "unmoved")
 
 
 def _sharded(c: _Carry, layout: ParticleLayout) -> _Carry:
@@ -159,7 +170,8 @@ def rejuvenate(
     def keep_going(c: _Carry):
         more = c.index < max_passes
         if settings.num_moves is None:
-            more &= (c.index < min_passes) | ~moved_enough(c.correlation, settings.target_correlation)
+            more &= ((c.index < min_passes) | ~moved_enough(c.correlation, settings.target_correlation)
+                     | (jnp.mean(c.unmoved) > settings.max_unmoved))
         return more
 
     def one_pass(c: _Carry):
@@ -194,6 +206,7 @@ def rejuvenate(
             c.step_sum + jnp.where(moved, c.step_size, 0.0),
             c.diverging | (info.diverging & moved),
             jnp.where(moved, info.step_size, c.last_step),
+            c.unmoved & ~(moved & jnp.any(z != c.z, axis=-1)),  # the refresh leaves it all True
         )
         return lax.cond(refresh, fit_and_resample, lambda c: c, _sharded(c, layout))
 
@@ -205,7 +218,7 @@ def rejuvenate(
         Metric(eye, eye), MetricInfo(scalar, scalar), particles, zeros, scalar + 1.0, step_size,
         previous_length * step_size, previous_length.astype(jnp.int32), jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32), jnp.array([jnp.nan, jnp.nan, 1.0], particles.dtype), jnp.zeros((), jnp.int32),
-        zeros, scalar, jnp.zeros((n,), bool), zeros,
+        zeros, scalar, jnp.zeros((n,), bool), zeros, jnp.ones((n,), bool),
     )
     c = lax.while_loop(keep_going, one_pass, _sharded(start, layout))
     num_moves = c.index - 1
@@ -219,6 +232,7 @@ def rejuvenate(
         step_size=c.step_sum / per_move,
         num_divergent=jnp.sum(c.diverging),
         correlation=c.correlation[-1],
+        unmoved_fraction=jnp.mean(c.unmoved),
         particle_acceptance_rate=c.acceptance_sum / per_move,
         particle_diverging=c.diverging,
         particle_step_size=c.last_step,

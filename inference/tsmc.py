@@ -25,6 +25,7 @@ the progress bar and the optional checkpoint.
 """
 
 import math
+import numbers
 import warnings
 from typing import NamedTuple
 
@@ -53,6 +54,7 @@ from ._common import (
 from ._parallel import LAYOUT_FIELDS, ParticleLayout, to_host
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
+from .tuning import DEFAULT_MAX_UNMOVED
 from .tempering import incremental_log_weights, log_ess, next_delta
 from .warm_start import as_site_values, fit_reference, init_digest
 
@@ -112,6 +114,7 @@ class StageInfo(NamedTuple):
     probe_length: jax.Array
     num_evaluations: jax.Array
     correlation: jax.Array
+    unmoved_fraction: jax.Array
     position_shrinkage: jax.Array
     gradient_shrinkage: jax.Array
     particle_acceptance_rate: jax.Array
@@ -121,7 +124,8 @@ class StageInfo(NamedTuple):
 
 _PER_STAGE = ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment", "cost_min",
               "cost_mean", "num_divergent", "num_finite", "num_moves", "num_leapfrog", "probe_length",
-              "num_evaluations", "correlation", "position_shrinkage", "gradient_shrinkage")
+              "num_evaluations", "correlation", "unmoved_fraction", "position_shrinkage",
+              "gradient_shrinkage")
 
 
 def path_target(ld, reference, beta):
@@ -168,7 +172,8 @@ class TSMC:
       target_ess: the fraction of the ESS kept by each temperature increment, in ``(0, 1)``.
       num_moves: HMC moves per particle per stage. Default ``None``: adapt, moving until the
         particles' remaining correlation with the stage's start is at most ``target_correlation``
-        (at least 1, or 2 when the length adapts too, at most ``max_moves``; ``inference.tuning``).
+        and at most ``max_unmoved`` of them are still where resampling put them (at least 1, or
+        2 when the length adapts too, at most ``max_moves``; ``inference.tuning``).
       num_leapfrog: leapfrog steps per HMC move. Default ``None``: adapt, each stage's first move
         probing lengths up to twice the previous stage's and keeping the one that decorrelates the
         particles most per gradient (at most ``max_leapfrog``).
@@ -176,6 +181,9 @@ class TSMC:
       max_leapfrog: the cap on the adaptive trajectory length.
       target_correlation: adaptive moves stop once the particles' estimated correlation with where
         the stage started is at or below this, in ``(0, 1)``.
+      max_unmoved: adaptive moves go on while more than this fraction of the particles are still
+        where resampling put them, every move they tried rejected (``inference.tuning``); 1.0
+        turns the rule off.
       step_size: the initial HMC step size in whitened coordinates; default ``dim ** -0.25``.
       target_accept: the acceptance rate the step size adapts toward (after every move).
       resampling: ``"systematic"`` (default), ``"stratified"`` or ``"multinomial"``.
@@ -219,6 +227,7 @@ class TSMC:
         max_moves: int = 10,
         max_leapfrog: int = 128,
         target_correlation: float = 0.5,
+        max_unmoved: float = DEFAULT_MAX_UNMOVED,
         step_size: float | None = None,
         target_accept: float = 0.65,
         resampling: str = "systematic",
@@ -243,6 +252,9 @@ class TSMC:
         self.max_moves = check_positive_int("max_moves", max_moves)
         self.max_leapfrog = check_positive_int("max_leapfrog", max_leapfrog)
         self.target_correlation = check_fraction("target_correlation", target_correlation)
+        if not isinstance(max_unmoved, numbers.Real) or not 0.0 <= float(max_unmoved) <= 1.0:
+            raise ValueError(f"max_unmoved must lie in [0, 1], got {max_unmoved!r}")
+        self.max_unmoved = float(max_unmoved)
         self.step_size = _optional("step_size", step_size, check_positive)
         self.target_accept = check_fraction("target_accept", target_accept)
         self.resample = resampling_schemes.get(resampling)
@@ -257,7 +269,7 @@ class TSMC:
         self.move_settings = MoveSettings(
             num_moves=self.num_moves, max_moves=self.max_moves, num_leapfrog=self.num_leapfrog,
             max_leapfrog=self.max_leapfrog, target_correlation=self.target_correlation,
-            target_accept=self.target_accept, step_jitter=self.step_jitter,
+            target_accept=self.target_accept, step_jitter=self.step_jitter, max_unmoved=self.max_unmoved,
         )
         # Compiled once per instance; later runs (other keys, same argument shapes) reuse them.
         self._init = eqx.filter_jit(self._init_impl)
@@ -271,7 +283,8 @@ class TSMC:
         return dict(
             num_particles=self.num_particles, target_ess=self.target_ess, num_moves=self.num_moves,
             num_leapfrog=self.num_leapfrog, max_moves=self.max_moves, max_leapfrog=self.max_leapfrog,
-            target_correlation=self.target_correlation, step_size=self.step_size,
+            target_correlation=self.target_correlation, max_unmoved=self.max_unmoved,
+            step_size=self.step_size,
             target_accept=self.target_accept, resampling=self.resampling, max_stages=self.max_stages,
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
             init_spread=self.init_spread, **self.layout.config,
@@ -352,6 +365,7 @@ class TSMC:
             probe_length=moves.probe_length,
             num_evaluations=moves.num_evaluations,
             correlation=moves.correlation,
+            unmoved_fraction=moves.unmoved_fraction,
             position_shrinkage=metric_info.position_shrinkage,
             gradient_shrinkage=metric_info.gradient_shrinkage,
             particle_acceptance_rate=moves.particle_acceptance_rate,

@@ -42,7 +42,8 @@ def test_stage_statistics_are_recorded(lqr_runs):
     num_stages = result.config["num_stages"]
     for name in ("beta", "ess", "acceptance_rate", "step_size", "log_evidence_increment",
                  "cost_min", "cost_mean", "num_divergent", "num_moves", "num_leapfrog", "probe_length",
-                 "num_evaluations", "correlation", "position_shrinkage", "gradient_shrinkage"):
+                 "num_evaluations", "correlation", "unmoved_fraction", "position_shrinkage",
+                 "gradient_shrinkage"):
         assert stats[name].shape == (num_stages,), name
     # every stage probes (adaptive length) and moves at least once; the count is what was spent
     assert np.all(stats["probe_length"] >= 1) and np.all(stats["num_moves"] >= 1)
@@ -134,6 +135,7 @@ def test_all_non_finite_is_an_inference_error():
         (dict(num_moves=0), "num_moves"),
         (dict(resampling="residual"), "resampling"),
         (dict(metric="full"), "metric"),
+        (dict(max_unmoved=1.5), "max_unmoved"),
     ],
 )
 def test_configuration_errors_name_the_cause(kwargs, message):

@@ -127,3 +127,28 @@ def test_user_fixed_moves_and_length_are_respected():
     adaptive = TSMC(_quadratic_model, num_particles=64, max_moves=4, progress_bar=False)
     stats = adaptive.run(jax.random.key(0)).stats
     assert np.all((stats["num_moves"] >= 1) & (stats["num_moves"] <= 4))
+
+
+def test_moves_go_on_until_few_particles_are_left_where_resampling_put_them():
+    """A step size far too large for the target: most proposals are rejected at first, so two moves
+    would leave many particles in place. The adaptive moves go on until at most ``max_unmoved`` of
+    them are, counted here by exact equality with the particles passed in (uniform weights:
+    systematic resampling keeps every particle once)."""
+    n, dim = 512, 10
+    z = jax.random.normal(jax.random.key(0), (n, dim))
+    value_and_grad = jax.value_and_grad(lambda v: (-0.5 * v @ v, (0.0, -0.5 * v @ v)), has_aux=True)
+    settings = MoveSettings(num_moves=None, max_moves=10, num_leapfrog=None, max_leapfrog=16,
+                            target_correlation=0.9, target_accept=0.65, step_jitter=0.5)
+
+    def move(settings):
+        moved, _, _, _, _, info, _ = jax.jit(lambda key, z: rejuvenate(
+            key, z, jnp.full((n,), 1.0 / n), (jnp.zeros(n), jnp.zeros(n)), value_and_grad,
+            resampling.systematic, "diagonal", jnp.asarray(4.0), jnp.asarray(4), settings))(jax.random.key(1), z)
+        return np.mean(np.all(np.asarray(moved) == np.asarray(z), axis=1)), info
+
+    unmoved, info = move(settings)
+    assert int(info.num_moves) > 2 and int(info.num_moves) < settings.max_moves
+    assert unmoved <= settings.max_unmoved and float(info.unmoved_fraction) == pytest.approx(unmoved)
+    # Without the rule the correlations alone stop at the 2-move minimum, leaving more in place.
+    unmoved_off, info_off = move(settings._replace(max_unmoved=1.0))
+    assert int(info_off.num_moves) == 2 and unmoved_off > settings.max_unmoved
