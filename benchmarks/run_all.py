@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("benchmarks.pusher_slider", ["--write"]),
     ("benchmarks.rddl_vs_jaxplan", ["--write"]),  # needs the rddl extra (make bench installs it)
     ("benchmarks.scaling", ["--write"]),
+    ("benchmarks.cpu_batching", ["--brax", "--write"]),
 ]
 
 
