@@ -9,8 +9,8 @@ method solves the problem's model:
 * TSMC with its defaults (self-tuning moves), TSMC with the previous fixed moves
   (``num_moves=5, num_leapfrog=10``, the defaults before the tuning issue), and TSMC with the
   metric from the particles' positions alone (``metric="covariance"``, no gradients: the metric
-  ablation), and TSMC whose moves stop on the correlations alone (``max_unmoved=1``: the ablation
-  of the rule that moves go on while particles are left where resampling put them);
+  ablation), and TSMC with the option that moves go on while more than 10% of the particles are
+  still where resampling put them (``max_unmoved=0.1``);
 * NumPyro's NUTS (``MCMC(NUTS)``, 300 warm-up + 300 draws, NumPyro's defaults otherwise),
   called directly; gradient evaluations counted over warm-up and sampling;
 * multi-start gradient descent (``GradientDescent``, Adam, 256 restarts x 1000 steps);
@@ -170,7 +170,7 @@ METHODS = {
     "TSMC (defaults)": lambda model: tsmc_runner(model),
     "TSMC (previous defaults: 5 moves x 10 leapfrog)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
     "TSMC (metric from positions only)": lambda model: tsmc_runner(model, metric="covariance"),
-    "TSMC (moves stop on the correlations alone: max_unmoved=1)": lambda model: tsmc_runner(model, max_unmoved=1.0),
+    "TSMC (moves also wait for the unmoved: max_unmoved=0.1)": lambda model: tsmc_runner(model, max_unmoved=0.1),
     "NUTS (NumPyro 300 + 300)": nuts_runner,
     "Adam multi-start (256 x 1000)": gradient_descent_runner,
     "BlackJAX adaptive tempered SMC (pretuned HMC)": blackjax_runner,

@@ -11,8 +11,8 @@
   have done, and the stage keeps the length that decorrelates the particles most per gradient;
 * further moves with that integration time (at least one after the probe), until the particles
   have decorrelated from where the stage started as far as the moves can decorrelate them
-  (``tuning.moved_enough``) and at most ``max_unmoved`` of them are still where
-  resampling put them (every move they tried rejected), or ``max_moves``; or exactly ``num_moves`` moves when the
+  (``tuning.moved_enough``) and (an option, ``max_unmoved``) at most that fraction of them are
+  still where resampling put them, or ``max_moves``; or exactly ``num_moves`` moves when the
   user fixed it.
 
 After every move the step size adapts toward ``target_accept`` (``tuning.next_step_size``); the

@@ -138,7 +138,7 @@ def test_moves_go_on_until_few_particles_are_left_where_resampling_put_them():
     z = jax.random.normal(jax.random.key(0), (n, dim))
     value_and_grad = jax.value_and_grad(lambda v: (-0.5 * v @ v, (0.0, -0.5 * v @ v)), has_aux=True)
     settings = MoveSettings(num_moves=None, max_moves=10, num_leapfrog=None, max_leapfrog=16,
-                            target_correlation=0.9, target_accept=0.65, step_jitter=0.5)
+                            target_correlation=0.9, target_accept=0.65, step_jitter=0.5, max_unmoved=0.1)
 
     def move(settings):
         moved, _, _, _, _, info, _ = jax.jit(lambda key, z: rejuvenate(
