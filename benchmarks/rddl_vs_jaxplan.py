@@ -1,7 +1,8 @@
 """RDDL planning domains: JaxPlan's straight-line planner beside MDPO, gradient descent and TSMC.
 
-On Reservoir_Continuous (instance 1), PowerGen_Continuous (instance 0, the only one it ships) and
-HVAC_ippc2023 (instance 1), for each seed:
+On Reservoir_Continuous (instance 1), PowerGen_Continuous (instance 0: rddlrepository ships no
+other, ``rddl.instances("PowerGen_Continuous") == ("0",)``) and HVAC_ippc2023 (instance 1), for
+each seed:
 
 * JaxPlan: ``JaxBackpropPlanner`` with the straight-line-plan configuration pyRDDLGym-jax ships for
   the domain (``examples/configs/<domain>_slp.cfg``: its compiler relaxation, optimiser, learning
@@ -13,11 +14,15 @@ HVAC_ippc2023 (instance 1), for each seed:
   same relaxation, read from the same configuration file); the plan is the best particle's
   controls. MDPO and gradient descent get the ``num_steps`` that fill the budget, TSMC the
   ``max_stages``: it stops there, at whatever temperature it reached, or earlier at ``beta = 1``.
+* MDPO with fresh noise (on the noisy domains): ``fresh_noise="noise_key"`` on
+  ``trajectory_model(problem, fresh_scenarios=8)``: every step draws 8 new scenarios per restart
+  (4 x 8 = 32 rollouts a step, JaxPlan's batch), the best iterate judged on the problem's fixed 32.
   4 restarts, not MDPO's default 16: a step costs ``restarts x K`` rollouts, and JaxPlan improves
   one plan, so on an equal budget every extra restart is paid for in steps.
 * What MDPO's settings are worth (unless ``--no-ablation``): MDPO with 16 restarts, with ``K =
   128`` scenarios instead of 32 (on the noisy domains), and with ``pc.trajectory_model``'s
-  box-centred prior (on Reservoir, where the no-op prior's reason is).
+  box-centred prior (on Reservoir, where the no-op prior's reason is), and gradient descent with
+  fresh noise.
 
 The same budget for every run: ``--seconds`` of CPU time after compilation (``Budgeted``: probes
 size JaxPlan's ``epochs``, our ``num_steps`` or TSMC's ``max_stages`` to it; CPU time because the
@@ -45,6 +50,7 @@ from ._machine import describe, replace_section
 HEADING = "## RDDL domains beside JaxPlan"
 DOMAINS = (("Reservoir_Continuous", "1"), ("PowerGen_Continuous", "0"), ("HVAC_ippc2023", "1"))
 TSMC_CONFIG = dict(num_particles=32, num_moves=2, num_leapfrog=5)
+FRESH_SCENARIOS = 8  # per restart and step, with fresh noise
 
 
 def _timed(fn):
@@ -93,8 +99,9 @@ class OurRunner:
     """MDPO, GradientDescent or TSMC on ``model``: ``prepare(size)`` builds the algorithm with
     ``num_steps = size`` (``max_stages`` for TSMC), ``run(size, seed)`` runs it."""
 
-    def __init__(self, method, model, restarts=4):
+    def __init__(self, method, model, restarts=4, fresh=False):
         self.method, self.model, self.algo, self.restarts = method, model, None, restarts
+        self.fresh = dict(fresh_noise="noise_key") if fresh else {}
         self.probe, self.unit = (3, "stages") if method == "tsmc" else (20, "it")
 
     def prepare(self, size):
@@ -102,7 +109,7 @@ class OurRunner:
             self.algo = TSMC(self.model, max_stages=size, progress_bar=False, **TSMC_CONFIG)
         else:
             cls = MDPO if self.method == "mdpo" else GradientDescent
-            self.algo = cls(self.model, num_particles=self.restarts, num_steps=size, progress_bar=False)
+            self.algo = cls(self.model, num_particles=self.restarts, num_steps=size, progress_bar=False, **self.fresh)
 
     def run(self, size, seed):
         with warnings.catch_warnings():
@@ -158,20 +165,24 @@ class Budgeted:
         return controls, cpu, wall, work
 
 
-# (label, method, prior, scenarios, restarts, where): the main table, then what MDPO's settings are
-# worth. ``where``: None (every domain), "noisy" (the stochastic domains) or one domain's name.
-MAIN = [("jaxplan", "jaxplan", None, None, None, None), ("mdpo", "mdpo", "noop", None, 4, None),
-        ("gradient_descent", "gradient_descent", "noop", None, 4, None), ("tsmc", "tsmc", "noop", None, None, None)]
-ABLATION = [("mdpo, 16 restarts", "mdpo", "noop", None, 16, None),
-            ("mdpo, K = 128 scenarios", "mdpo", "noop", 128, 4, "noisy"),
-            ("mdpo, box-centred prior", "mdpo", "box", None, 4, "Reservoir_Continuous")]
+# (label, method, prior, scenarios, restarts, where, fresh): the main table, then what MDPO's settings
+# are worth. ``where``: None (every domain), "noisy" (the stochastic domains) or one domain's name;
+# ``fresh``: fresh noise at every step.
+MAIN = [("jaxplan", "jaxplan", None, None, None, None, False), ("mdpo", "mdpo", "noop", None, 4, None, False),
+        ("mdpo, fresh noise", "mdpo", "noop", None, 4, "noisy", True),
+        ("gradient_descent", "gradient_descent", "noop", None, 4, None, False),
+        ("tsmc", "tsmc", "noop", None, None, None, False)]
+ABLATION = [("gradient_descent, fresh noise", "gradient_descent", "noop", None, 4, "noisy", True),
+            ("mdpo, 16 restarts", "mdpo", "noop", None, 16, None, False),
+            ("mdpo, K = 128 scenarios", "mdpo", "noop", 128, 4, "noisy", False),
+            ("mdpo, box-centred prior", "mdpo", "box", None, 4, "Reservoir_Continuous", False)]
 
 
 def run(domains, configs, seconds, seeds, episodes):
     rows, problems = {}, {}
     for domain, instance in domains:
         problems[domain, None] = default = rddl.problem(domain, instance)
-        for label, method, prior, scenarios, restarts, where in configs:
+        for label, method, prior, scenarios, restarts, where, fresh in configs:
             if where == "noisy" and default.num_scenarios == 1:
                 continue  # scenarios change nothing on a deterministic domain
             if where not in (None, "noisy", domain):
@@ -182,8 +193,11 @@ def run(domains, configs, seconds, seeds, episodes):
             if method == "jaxplan":
                 runner = JaxPlanRunner(problem)
             else:
-                model = rddl.trajectory_model(problem) if prior == "noop" else pc.trajectory_model(problem)
-                runner = OurRunner(method, model, restarts)
+                if prior == "box":
+                    model = pc.trajectory_model(problem)
+                else:
+                    model = rddl.trajectory_model(problem, fresh_scenarios=FRESH_SCENARIOS if fresh else None)
+                runner = OurRunner(method, model, restarts, fresh)
             budgeted = Budgeted(runner, seconds)
             print(f"{domain} {label}: compile {budgeted.compile_seconds:.1f} s, size {budgeted.size}", flush=True)
             means, stds, cpus, walls, work = [], [], [], [], []
@@ -199,7 +213,8 @@ def run(domains, configs, seconds, seeds, episodes):
                       f"({cpu:.1f} cpu s, {wall:.1f} s, {done})", flush=True)
             rows[domain, label] = dict(means=np.array(means), stds=np.array(stds), cpus=np.array(cpus),
                                        walls=np.array(walls), work=work, compile=budgeted.compile_seconds,
-                                       scenarios=problem.num_scenarios)
+                                       scenarios=f"{FRESH_SCENARIOS} fresh / {problem.num_scenarios}" if fresh
+                                       else problem.num_scenarios)
     return rows
 
 
