@@ -99,9 +99,9 @@ class OurRunner:
     """MDPO, GradientDescent or TSMC on ``model``: ``prepare(size)`` builds the algorithm with
     ``num_steps = size`` (``max_stages`` for TSMC), ``run(size, seed)`` runs it."""
 
-    def __init__(self, method, model, restarts=4, fresh=False):
+    def __init__(self, method, model, restarts=4, fresh=False, options=None):
         self.method, self.model, self.algo, self.restarts = method, model, None, restarts
-        self.fresh = dict(fresh_noise="noise_key") if fresh else {}
+        self.options = dict(options or {}, **(dict(fresh_noise="noise_key") if fresh else {}))
         self.probe, self.unit = (3, "stages") if method == "tsmc" else (20, "it")
 
     def prepare(self, size):
@@ -109,7 +109,7 @@ class OurRunner:
             self.algo = TSMC(self.model, max_stages=size, progress_bar=False, **TSMC_CONFIG)
         else:
             cls = MDPO if self.method == "mdpo" else GradientDescent
-            self.algo = cls(self.model, num_particles=self.restarts, num_steps=size, progress_bar=False, **self.fresh)
+            self.algo = cls(self.model, num_particles=self.restarts, num_steps=size, progress_bar=False, **self.options)
 
     def run(self, size, seed):
         with warnings.catch_warnings():
@@ -165,9 +165,9 @@ class Budgeted:
         return controls, cpu, wall, work
 
 
-# (label, method, prior, scenarios, restarts, where, fresh): the main table, then what MDPO's settings
-# are worth. ``where``: None (every domain), "noisy" (the stochastic domains) or one domain's name;
-# ``fresh``: fresh noise at every step.
+# (label, method, prior, scenarios, restarts, where, fresh[, options]): the main table, then what
+# MDPO's settings are worth. ``where``: None (every domain), "noisy" (the stochastic domains) or one
+# domain's name; ``fresh``: fresh noise at every step; ``options``: more arguments of the algorithm.
 MAIN = [("jaxplan", "jaxplan", None, None, None, None, False), ("mdpo", "mdpo", "noop", None, 4, None, False),
         ("mdpo, fresh noise", "mdpo", "noop", None, 4, "noisy", True),
         ("gradient_descent", "gradient_descent", "noop", None, 4, None, False),
@@ -175,14 +175,15 @@ MAIN = [("jaxplan", "jaxplan", None, None, None, None, False), ("mdpo", "mdpo", 
 ABLATION = [("gradient_descent, fresh noise", "gradient_descent", "noop", None, 4, "noisy", True),
             ("mdpo, 16 restarts", "mdpo", "noop", None, 16, None, False),
             ("mdpo, K = 128 scenarios", "mdpo", "noop", 128, 4, "noisy", False),
-            ("mdpo, box-centred prior", "mdpo", "box", None, 4, "Reservoir_Continuous", False)]
+            ("mdpo, box-centred prior", "mdpo", "box", None, 4, "Reservoir_Continuous", False),
+            ("mdpo, noise_decay 2", "mdpo", "noop", None, 4, None, False, dict(noise_decay=2.0))]
 
 
 def run(domains, configs, seconds, seeds, episodes):
     rows, problems = {}, {}
     for domain, instance in domains:
         problems[domain, None] = default = rddl.problem(domain, instance)
-        for label, method, prior, scenarios, restarts, where, fresh in configs:
+        for label, method, prior, scenarios, restarts, where, fresh, *options in configs:
             if where == "noisy" and default.num_scenarios == 1:
                 continue  # scenarios change nothing on a deterministic domain
             if where not in (None, "noisy", domain):
@@ -197,7 +198,7 @@ def run(domains, configs, seconds, seeds, episodes):
                     model = pc.trajectory_model(problem)
                 else:
                     model = rddl.trajectory_model(problem, fresh_scenarios=FRESH_SCENARIOS if fresh else None)
-                runner = OurRunner(method, model, restarts, fresh)
+                runner = OurRunner(method, model, restarts, fresh, *options)
             budgeted = Budgeted(runner, seconds)
             print(f"{domain} {label}: compile {budgeted.compile_seconds:.1f} s, size {budgeted.size}", flush=True)
             means, stds, cpus, walls, work = [], [], [], [], []
@@ -311,12 +312,19 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--domains", default=",".join(d for d, _ in DOMAINS))
-    parser.add_argument("--no-ablation", action="store_true", help="only the main table's four methods")
+    parser.add_argument("--no-ablation", action="store_true", help="only the main table's methods")
+    parser.add_argument("--rows", default=None, help="only these rows: labels separated by ';'")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md's section")
     args = parser.parse_args(argv)
     chosen = args.domains.split(",")
     domains = [(d, i) for d, i in DOMAINS if d in chosen]
     configs = MAIN + ([] if args.no_ablation else ABLATION)
+    if args.rows:
+        wanted = [label.strip() for label in args.rows.split(";")]
+        unknown = set(wanted) - {c[0] for c in configs}
+        if unknown:
+            parser.error(f"--rows: no row {sorted(unknown)}; rows: {[c[0] for c in configs]}")
+        configs = [c for c in configs if c[0] in wanted]
     start = time.perf_counter()
     rows = run(domains, configs, args.seconds, args.seeds, args.episodes)
     body = table(rows, domains, configs, args, time.perf_counter() - start)

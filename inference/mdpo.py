@@ -73,8 +73,12 @@ approximation, as JaxPlan trains), so a few scenarios per step optimise the expe
 The objective values of two iterations then sit on different noise and are not comparable, so the
 best iterate is chosen on a fixed, held-out evaluation set instead: the model called with the
 arguments given to ``run`` (its own fixed scenarios, or the ``noise_key`` passed to ``run``),
-evaluated (no gradient) on the current iterates every ``eval_interval`` iterations and after the
-last one. A non-finite particle then steps again from its last finite iterate.
+evaluated (no gradient) every ``eval_interval`` iterations and after the last one, on two
+candidates per restart: the current iterate and the mean of the iterates since the previous
+evaluation. The mean is Polyak-Ruppert averaging (Polyak & Juditsky 1992): a stochastic gradient
+step leaves the iterate jittering about the optimum by an amount that grows with the gradient's
+noise (few scenarios per step), and averaging the window cancels most of that jitter. A
+non-finite particle steps again from its last finite iterate.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -225,6 +229,7 @@ class MDPOState(NamedTuple):
     best_cost: jax.Array  # (N,)
     anchor_z: jax.Array  # (N, dim) where a non-finite particle steps again from: best_z, or with
     anchor_grad: jax.Array  # fresh noise the last finite iterate; and the gradient there
+    window_sum: jax.Array  # (N, dim) with fresh noise: the sum of the iterates since the last evaluation
 
 
 # With fresh noise and no eval_interval given, the best iterate is chosen among this many
@@ -270,7 +275,8 @@ class MDPO:
         and the best iterate is chosen on the held-out set of the model called as ``run`` calls
         it (see the module docstring, "Fresh noise").
       eval_interval: with ``fresh_noise``, the iterations between two evaluations of the held-out
-        set; default ``ceil(num_steps / 20)``. Each costs one forward evaluation per restart.
+        set; default ``ceil(num_steps / 20)``. Each costs two forward evaluations per restart (the
+        iterate and the window's mean).
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``) with the best iterate of every restart as the particles (uniform weights, zero for restarts that never had a finite
@@ -388,7 +394,8 @@ class MDPO:
         opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
         n = self.num_particles
         inf = jnp.full((n,), jnp.inf, z.dtype)
-        return self.layout.constrain(MDPOState(z, opt_state, z, inf, inf, z, jnp.zeros_like(z)))
+        zeros = jnp.zeros_like(z)
+        return self.layout.constrain(MDPOState(z, opt_state, z, inf, inf, z, zeros, zeros))
 
     def _run_chunk(self, args, kwargs, block_ids, num_blocks, noise_root, state, steps):
         fresh = self.fresh_noise is not None
@@ -424,15 +431,21 @@ class MDPO:
             z_from = jnp.where(bad[:, None], anchor_z, state.z)
             updates, opt_state = tx.update(grad, state.opt_state, z_from)
             z = optax.apply_updates(z_from, updates)
-            if fresh:  # the new iterate scored on the held-out set, at the evaluation points
+            window_sum = state.window_sum
+            if fresh:  # at the evaluation points, the new iterate and the window's mean, held out
+                window_sum = window_sum + jnp.where(jnp.isfinite(z), z, anchor_z)
                 due = ((k + 1) % self.eval_interval == 0) | (k + 1 == self.num_steps)
+                count = (k + 1 - (k // self.eval_interval) * self.eval_interval).astype(z.dtype)
 
-                def score(best):
-                    objective, cost = held_out(z)
-                    ok = jnp.isfinite(objective) & jnp.all(jnp.isfinite(z), axis=-1)
-                    return keep_better(z, jnp.where(ok, objective, jnp.inf), cost, best)
+                def score(carry):
+                    best, window_sum = carry
+                    for candidate in (z, window_sum / count):
+                        objective, cost = held_out(candidate)
+                        ok = jnp.isfinite(objective) & jnp.all(jnp.isfinite(candidate), axis=-1)
+                        best = keep_better(candidate, jnp.where(ok, objective, jnp.inf), cost, best)
+                    return best, jnp.zeros_like(window_sum)
 
-                best = jax.lax.cond(due, score, lambda best: best, best)
+                best, window_sum = jax.lax.cond(due, score, lambda carry: carry, (best, window_sum))
             cost_min, cost_mean = finite_min_mean(cost, ~bad)
             stats = dict(
                 cost_min=cost_min,
@@ -440,7 +453,7 @@ class MDPO:
                 noise_scale=jnp.mean(opt_state.scale, axis=0),
                 num_evaluations=jnp.asarray(self.num_particles, jnp.int32),
             )
-            state = MDPOState(z, opt_state, *best, anchor_z, anchor_grad)
+            state = MDPOState(z, opt_state, *best, anchor_z, anchor_grad, window_sum)
             return self.layout.constrain(state), stats
 
         return jax.lax.scan(step, state, steps)
