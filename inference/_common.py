@@ -55,6 +55,23 @@ def check_unit_interval(name: str, value, *, closed_high: bool = False) -> float
     return float(value)
 
 
+def argument_signature(model_args, model_kwargs):
+    """A hashable summary of the model's arguments: their tree structure, array shapes and dtypes,
+    and the values of non-array leaves; ``None`` where a leaf is not hashable.
+
+    Two calls with the same signature trace to the same program, so what depends only on the
+    model's shapes (its latent layout) can be cached under it.
+    """
+    leaves, treedef = jax.tree.flatten((model_args, model_kwargs))
+    try:
+        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x).name) if hasattr(x, "shape") else x
+                                    for x in leaves))
+        hash(signature)
+    except TypeError:
+        return None
+    return signature
+
+
 def tempered_target(log_density: LogDensity, beta):
     """``z -> (log_prior + beta * log_lik, (log_prior, log_lik, cost))`` for one particle.
 
@@ -193,15 +210,20 @@ def particles_to_result(
     stats=None,
     particle_stats=None,
     config=None,
+    sites=None,
 ) -> Result:
     """Map flat unconstrained particles ``(N, dim)`` to a ``Result``.
 
     Latent sites come back constrained, deterministic sites (``cost``) evaluated per particle, the
     observed sites' log densities recorded for ArviZ's ``log_likelihood`` group. ``log_weights``
-    default to uniform; they are normalised here, NaN counting as zero weight.
+    default to uniform; they are normalised here, NaN counting as zero weight. ``sites``: the
+    particles' ``log_density.sites`` already computed (by compiled code, so a repeated run traces
+    nothing); ``log_density`` is then not used.
     """
     # to_host: with several processes every one gathers the whole population.
-    samples, log_likelihood = to_host(jax.vmap(log_density.sites)(particles))
+    if sites is None:
+        sites = jax.vmap(log_density.sites)(particles)
+    samples, log_likelihood = to_host(sites)
     n = particles.shape[0]
     if log_weights is None:
         log_weights = jnp.full((n,), -jnp.log(n))

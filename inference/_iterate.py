@@ -1,20 +1,109 @@
 """Plumbing shared by the iterative optimisers (MDPO, gradient descent, CEM, MPPI).
 
-Two pieces: what one particle is worth (``objective_and_cost``) and the driver that runs a
-compiled chunk of iterations at a time so a progress bar can follow and a checkpoint can be
-written between chunks (``iterate``).
+The pieces: what one particle is worth (``objective_and_cost``); the driver that runs a compiled
+chunk of iterations at a time so a progress bar can follow and a checkpoint can be written between
+chunks (``iterate``); the model's latent layout, traced once per argument signature
+(``LayoutCache``), so that repeated ``run`` calls (receding-horizon re-plans) trace nothing; and
+fresh noise per iteration (``check_fresh_noise``, ``iteration_kwargs``).
 """
 
+import inspect
 import math
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl_control import log_density
+
 from . import checkpoint as checkpointing
 from ._parallel import LAYOUT_FIELDS, to_host
-from ._common import progress, tempered_target
+from ._common import argument_signature, progress, tempered_target
 from .warm_start import init_digest
+
+
+class ModelLayout(NamedTuple):
+    """What the host needs of a model's latent space; it depends on the arguments' shapes only.
+
+    ``ravel`` / ``unravel`` map a dict of unconstrained latent values to the flat vector and back;
+    nothing here evaluates the model, so a layout built from one set of arguments serves every
+    set of the same signature.
+    """
+
+    dim: int
+    latent_names: tuple
+    latent_shapes: dict
+    ravel: Callable
+    unravel: Callable
+
+
+class LayoutCache:
+    """``cache(args, kwargs) -> ModelLayout``: the model traced once per argument signature
+    (``_common.argument_signature``: tree structure, shapes, dtypes, static values), as TSMC does.
+
+    A control loop calls ``run`` with a new measured state every step; splitting the log density
+    on the host each time traced (and ran, op by op) the whole rollout. Unhashable arguments get
+    no cache entry (traced every time).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._entries = {}
+
+    def __call__(self, args, kwargs) -> ModelLayout:
+        signature = argument_signature(args, kwargs)
+        if signature is not None and signature in self._entries:
+            return self._entries[signature]
+        ld = log_density(self.model, *args, **kwargs)
+        layout = ModelLayout(ld.dim, tuple(ld.latent_names), dict(ld.latent_shapes), ld.ravel, ld.unravel)
+        if signature is not None:
+            self._entries[signature] = layout
+        return layout
+
+
+def final_sites(model, particle_layout, args, kwargs, particles):
+    """Every particle's ``log_density.sites`` (constrained latents, deterministic sites, observed
+    log densities): the body of each algorithm's compiled finalisation."""
+    ld = log_density(model, *args, **kwargs)
+    return particle_layout.map(ld.sites)(particles)
+
+
+def check_fresh_noise(model, fresh_noise) -> str | None:
+    """``fresh_noise`` checked: ``None``, or the name of a keyword argument of ``model`` that
+    takes a PRNG key.
+
+    Raises:
+      ValueError: not a string, or ``model`` has no such argument (and no ``**kwargs``).
+    """
+    if fresh_noise is None:
+        return None
+    if not isinstance(fresh_noise, str) or not fresh_noise.isidentifier():
+        raise ValueError(f"fresh_noise must be None or the name of a model argument, got {fresh_noise!r}")
+    try:
+        parameters = inspect.signature(model).parameters
+    except (TypeError, ValueError):  # a callable without an inspectable signature: trust the name
+        return fresh_noise
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    usable = fresh_noise in parameters and parameters[fresh_noise].kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if not (usable or takes_any):
+        name = getattr(model, "__name__", repr(model))
+        raise ValueError(
+            f"fresh_noise={fresh_noise!r}: model {name!r} has no keyword argument {fresh_noise!r} to "
+            f"redraw; its arguments: {list(parameters) or 'none'} (models.rddl.trajectory_model and "
+            "pc.policy_model take noise_key=)")
+    return fresh_noise
+
+
+def iteration_kwargs(kwargs: dict, fresh_noise: str | None, noise_root, step) -> dict:
+    """The model's keyword arguments for iteration ``step``: ``kwargs``, with
+    ``fresh_noise`` set to ``fold_in(noise_root, step)`` when fresh noise is on (a traced key: one
+    compiled step serves every iteration, and the key depends only on the run's key and the
+    iteration index, so a run is reproducible and resumes bit for bit)."""
+    if fresh_noise is None:
+        return kwargs
+    return dict(kwargs, **{fresh_noise: jax.random.fold_in(noise_root, step)})
 
 # The iterations are run in at most this many compiled chunks (all of one length, plus at most one
 # shorter remainder, so at most two compilations), whether or not a progress bar is shown: the

@@ -39,7 +39,7 @@ from ._common import (
     particles_to_result,
     raise_if_all_nonfinite,
 )
-from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._iterate import LayoutCache, final_sites, iterate, objective_and_cost, run_fingerprint
 from ._parallel import ParticleLayout
 from ._warm import finite_moments, select_rows, site_values, unconstrained
 
@@ -111,6 +111,10 @@ class CEM:
         self.num_elites = min(max(math.ceil(self.elite_fraction * self.num_particles), 1), self.num_particles - 1)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
+        # The host-side layout per argument signature, and a compiled finalisation: a repeated run
+        # (an MPC re-plan) traces nothing.
+        self._sites = eqx.filter_jit(lambda args, kwargs, z: final_sites(self.model, self.layout, args, kwargs, z))
+        self._layouts = LayoutCache(model)
 
     @property
     def config(self) -> dict:
@@ -184,7 +188,7 @@ class CEM:
             iterations (about every ``num_steps / 20``), and a run started with an existing
             checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
         """
-        ld = log_density(self.model, *args, **kwargs)
+        ld = self._layouts(args, kwargs)  # traced once per argument signature
         values = None if init is None else site_values(init, ld)
         state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
@@ -203,5 +207,6 @@ class CEM:
         elite = jnp.arange(self.num_particles) < self.num_elites
         log_weights = jnp.where(elite & jnp.isfinite(state.score), 0.0, -jnp.inf)
         return particles_to_result(
-            self.method, ld, state.population, log_weights, stats=stats, config=self.config
+            self.method, None, state.population, log_weights, stats=stats, config=self.config,
+            sites=self._sites(args, kwargs, state.population),
         )

@@ -62,6 +62,23 @@ is what the ``Result`` holds. A particle
 whose objective or gradient is NaN or inf never becomes its best iterate: it steps again from its
 best iterate with the gradient recorded there (zero if it never had a finite evaluation), so
 nothing non-finite reaches the optimiser state and the restart is not poisoned.
+
+Fresh noise (``fresh_noise="noise_key"``): a stochastic model (``models.rddl.trajectory_model``,
+``pc.policy_model`` with process noise) takes the key of its noise scenarios as a keyword argument.
+By default the model is evaluated on one fixed set of scenarios (common random numbers), so ``f``
+is their sample average and the plan fits those scenarios. With ``fresh_noise`` naming that
+argument, iteration ``k`` evaluates the model with ``noise_key = fold_in(key, k)``: every step's
+gradient is an unbiased estimate of the gradient of the *expected* objective (stochastic
+approximation, as JaxPlan trains), so a few scenarios per step optimise the expectation itself.
+The objective values of two iterations then sit on different noise and are not comparable, so the
+best iterate is chosen on a fixed, held-out evaluation set instead: the model called with the
+arguments given to ``run`` (its own fixed scenarios, or the ``noise_key`` passed to ``run``),
+evaluated (no gradient) every ``eval_interval`` iterations and after the last one, on two
+candidates per restart: the current iterate and the mean of the iterates since the previous
+evaluation. The mean is Polyak-Ruppert averaging (Polyak & Juditsky 1992): a stochastic gradient
+step leaves the iterate jittering about the optimum by an amount that grows with the gradient's
+noise (few scenarios per step), and averaging the window cancels most of that jitter. A
+non-finite particle steps again from its last finite iterate.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -84,7 +101,15 @@ from ._common import (
     particles_to_result,
     raise_if_all_nonfinite,
 )
-from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._iterate import (
+    LayoutCache,
+    check_fresh_noise,
+    final_sites,
+    iterate,
+    iteration_kwargs,
+    objective_and_cost,
+    run_fingerprint,
+)
 from ._parallel import ParticleLayout
 from ._warm import select_rows, site_values, unconstrained
 
@@ -101,7 +126,8 @@ class SensitivityNoiseState(NamedTuple):
 
 
 def time_blocks(log_density_, time_sites=None) -> tuple[np.ndarray, int, dict]:
-    """Block index of every coordinate of the flat vector ``z``.
+    """Block index of every coordinate of the flat vector ``z`` (``log_density_``: a
+    ``LogDensity`` or an ``_iterate.ModelLayout``).
 
     Returns:
       ``(block_ids, num_blocks, layout)``: ``block_ids`` of shape ``(dim,)`` (int32), the number of
@@ -199,9 +225,16 @@ class MDPOState(NamedTuple):
     z: jax.Array  # (N, dim) current iterates
     opt_state: SensitivityNoiseState
     best_z: jax.Array  # (N, dim)
-    best_objective: jax.Array  # (N,), +inf until a finite evaluation
+    best_objective: jax.Array  # (N,), +inf until a finite evaluation (held-out with fresh noise)
     best_cost: jax.Array  # (N,)
-    best_grad: jax.Array  # (N, dim) the gradient at best_z
+    anchor_z: jax.Array  # (N, dim) where a non-finite particle steps again from: best_z, or with
+    anchor_grad: jax.Array  # fresh noise the last finite iterate; and the gradient there
+    window_sum: jax.Array  # (N, dim) with fresh noise: the sum of the iterates since the last evaluation
+
+
+# With fresh noise and no eval_interval given, the best iterate is chosen among this many
+# evaluations of the held-out set, evenly spread over the run.
+NUM_EVALUATIONS = 20
 
 
 class MDPO:
@@ -236,10 +269,19 @@ class MDPO:
         records how many were used.
       batch_size: evaluate at most this many particles per device at once (sequential batches),
         bounding memory; default ``None``: all at once.
+      fresh_noise: ``None`` (default: the model's noise, if any, is fixed), or the name of the
+        model's keyword argument that takes the key of its noise (``"noise_key"`` for
+        ``models.rddl.trajectory_model`` and ``pc.policy_model``): every iteration redraws it,
+        and the best iterate is chosen on the held-out set of the model called as ``run`` calls
+        it (see the module docstring, "Fresh noise").
+      eval_interval: with ``fresh_noise``, the iterations between two evaluations of the held-out
+        set; default ``ceil(num_steps / 20)``. Each costs two forward evaluations per restart (the
+        iterate and the window's mean).
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``) with the best iterate of every restart as the particles (uniform weights, zero for restarts that never had a finite
-    objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates),
+    objective) and ``stats``: ``cost_min``, ``cost_mean`` (over the restarts' current iterates, on
+    that iteration's noise),
     ``noise_scale`` (iterations x blocks: the mean over restarts of ``sigma_k``, the standard
     deviation of the noise actually added, in unconstrained units), ``num_evaluations``
     (gradient evaluations).
@@ -263,10 +305,19 @@ class MDPO:
         progress_bar: bool | str = "auto",
         devices=None,
         batch_size: int | None = None,
+        fresh_noise: str | None = None,
+        eval_interval: int | None = None,
     ):
         self.model = model
         self.num_particles = check_num_particles(num_particles)
         self.num_steps = check_positive_int("num_steps", num_steps)
+        self.fresh_noise = check_fresh_noise(model, fresh_noise)
+        if eval_interval is not None:
+            eval_interval = check_positive_int("eval_interval", eval_interval)
+            if self.fresh_noise is None:
+                raise ValueError("eval_interval applies to fresh_noise runs only (the best iterate is "
+                                 "otherwise tracked at every iteration)")
+        self.eval_interval = eval_interval or -(-self.num_steps // NUM_EVALUATIONS)
         if optimizer is None:
             self.learning_rate = check_positive("learning_rate", 0.05 if learning_rate is None else learning_rate)
             self.optimizer = optax.adam(self.learning_rate)
@@ -290,9 +341,12 @@ class MDPO:
         self.time_sites = time_sites
         self.progress_bar = check_progress_bar(progress_bar)
         self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
-        # Compiled once per instance; model arguments are traced (arrays) or static (the rest).
+        # Compiled once per instance; model arguments are traced (arrays) or static (the rest), and
+        # the host-side layout is cached per argument signature: a repeated run traces nothing.
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
+        self._sites = eqx.filter_jit(lambda args, kwargs, z: final_sites(self.model, self.layout, args, kwargs, z))
+        self._layouts = LayoutCache(model)
 
     @property
     def config(self) -> dict:
@@ -307,8 +361,17 @@ class MDPO:
             sensitivity_offset=self.sensitivity_offset,
             adaptive_noise=self.adaptive_noise,
             time_sites="all" if self.time_sites is None else ",".join(self.time_sites),
+            **self._fresh_config,
             **self.layout.config,
         )
+
+    @property
+    def _fresh_config(self) -> dict:
+        """The fresh-noise settings, recorded only when on (configurations of runs without it are
+        unchanged, so are their checkpoints' fingerprints)."""
+        if self.fresh_noise is None:
+            return {}
+        return dict(fresh_noise=self.fresh_noise, eval_interval=self.eval_interval)
 
     def _schedule(self, count):
         frac = 1.0 - count / self.num_steps
@@ -331,28 +394,58 @@ class MDPO:
         opt_state = self._transformation(block_ids, num_blocks, noise_key).init(z)
         n = self.num_particles
         inf = jnp.full((n,), jnp.inf, z.dtype)
-        return self.layout.constrain(MDPOState(z, opt_state, z, inf, inf, jnp.zeros_like(z)))
+        zeros = jnp.zeros_like(z)
+        return self.layout.constrain(MDPOState(z, opt_state, z, inf, inf, z, zeros, zeros))
 
-    def _run_chunk(self, args, kwargs, block_ids, num_blocks, state, steps):
-        ld = log_density(self.model, *args, **kwargs)
-        value_and_grad = self.layout.map(jax.value_and_grad(objective_and_cost(ld), has_aux=True))
+    def _run_chunk(self, args, kwargs, block_ids, num_blocks, noise_root, state, steps):
+        fresh = self.fresh_noise is not None
         tx = self._transformation(block_ids, num_blocks)
+        held_out = self.layout.map(objective_and_cost(log_density(self.model, *args, **kwargs)))
 
-        def step(state, _):
-            (objective, cost), grad = value_and_grad(state.z)
+        def value_and_grad(z, k):
+            ld = log_density(self.model, *args, **iteration_kwargs(kwargs, self.fresh_noise, noise_root, k))
+            return self.layout.map(jax.value_and_grad(objective_and_cost(ld), has_aux=True))(z)
+
+        def keep_better(candidate, objective, cost, best):
+            """``best`` (``(z, objective, cost)``) updated where ``objective`` is lower."""
+            improved = objective < best[1]
+            return (jnp.where(improved[:, None], candidate, best[0]), jnp.where(improved, objective, best[1]),
+                    jnp.where(improved, cost, best[2]))
+
+        def step(state, k):
+            (objective, cost), grad = value_and_grad(state.z, k)
             bad = ~(jnp.isfinite(objective) & jnp.all(jnp.isfinite(grad), axis=-1))
             objective = jnp.where(bad, jnp.inf, objective)
-            improved = objective < state.best_objective
-            best_z = jnp.where(improved[:, None], state.z, state.best_z)
-            best_objective = jnp.where(improved, objective, state.best_objective)
-            best_cost = jnp.where(improved, cost, state.best_cost)
-            best_grad = jnp.where(improved[:, None], grad, state.best_grad)
-            # A non-finite particle steps again from its best iterate, with the gradient there
-            # (zero if it never had a finite evaluation): nothing non-finite reaches the optimiser.
-            grad = jnp.where(bad[:, None], best_grad, grad)
-            z_from = jnp.where(bad[:, None], best_z, state.z)
+            best = (state.best_z, state.best_objective, state.best_cost)
+            if fresh:  # this iteration's noise is its own: the anchor is the last finite iterate
+                anchor_z = jnp.where(bad[:, None], state.anchor_z, state.z)
+                anchor_grad = jnp.where(bad[:, None], state.anchor_grad, grad)
+            else:  # the anchor is the best iterate
+                best = keep_better(state.z, objective, cost, best)
+                improved = objective < state.best_objective
+                anchor_z = best[0]
+                anchor_grad = jnp.where(improved[:, None], grad, state.anchor_grad)
+            # A non-finite particle steps again from its anchor, with the gradient there (zero if
+            # it never had a finite evaluation): nothing non-finite reaches the optimiser.
+            grad = jnp.where(bad[:, None], anchor_grad, grad)
+            z_from = jnp.where(bad[:, None], anchor_z, state.z)
             updates, opt_state = tx.update(grad, state.opt_state, z_from)
             z = optax.apply_updates(z_from, updates)
+            window_sum = state.window_sum
+            if fresh:  # at the evaluation points, the new iterate and the window's mean, held out
+                window_sum = window_sum + jnp.where(jnp.isfinite(z), z, anchor_z)
+                due = ((k + 1) % self.eval_interval == 0) | (k + 1 == self.num_steps)
+                count = (k + 1 - (k // self.eval_interval) * self.eval_interval).astype(z.dtype)
+
+                def score(carry):
+                    best, window_sum = carry
+                    for candidate in (z, window_sum / count):
+                        objective, cost = held_out(candidate)
+                        ok = jnp.isfinite(objective) & jnp.all(jnp.isfinite(candidate), axis=-1)
+                        best = keep_better(candidate, jnp.where(ok, objective, jnp.inf), cost, best)
+                    return best, jnp.zeros_like(window_sum)
+
+                best, window_sum = jax.lax.cond(due, score, lambda carry: carry, (best, window_sum))
             cost_min, cost_mean = finite_min_mean(cost, ~bad)
             stats = dict(
                 cost_min=cost_min,
@@ -360,7 +453,7 @@ class MDPO:
                 noise_scale=jnp.mean(opt_state.scale, axis=0),
                 num_evaluations=jnp.asarray(self.num_particles, jnp.int32),
             )
-            state = MDPOState(z, opt_state, best_z, best_objective, best_cost, best_grad)
+            state = MDPOState(z, opt_state, *best, anchor_z, anchor_grad, window_sum)
             return self.layout.constrain(state), stats
 
         return jax.lax.scan(step, state, steps)
@@ -380,16 +473,22 @@ class MDPO:
             iterations (about every ``num_steps / 20``), and a run started with an existing
             checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit. With a custom ``optimizer`` the fingerprint cannot tell two
             optimizers apart: resume with the same one.
+
+        With ``fresh_noise``, the model argument it names may be given here: it fixes the held-out
+        evaluation set (by default the model's own scenarios); the iterations redraw it.
         """
-        ld = log_density(self.model, *args, **kwargs)
-        block_ids, num_blocks, _ = time_blocks(ld, self.time_sites)
+        ld = self._layouts(args, kwargs)  # traced once per argument signature
+        block_ids, num_blocks, _ = time_blocks(ld, self.time_sites)  # shapes only: no model call
         values = None if init is None else site_values(init, ld)
+        noise_root = None
+        if self.fresh_noise is not None:  # the run's key feeds the noise too; without, as before
+            rng_key, noise_root = jax.random.split(rng_key)
         state = self._init(args, kwargs, block_ids, num_blocks, rng_key, values)
         fingerprint = run_fingerprint(self.method, self.config, rng_key, ld, values)
         if self.learning_rate is None:  # repr(optimizer) holds memory addresses
             fingerprint["optimizer"] = "custom"
         state, stats = iterate(
-            lambda s, steps: self._chunk(args, kwargs, block_ids, num_blocks, s, steps),
+            lambda s, steps: self._chunk(args, kwargs, block_ids, num_blocks, noise_root, s, steps),
             state,
             self.num_steps,
             desc=self.method,
@@ -401,7 +500,8 @@ class MDPO:
         raise_if_all_nonfinite(state.best_objective, "objective (negative log density)", self.method)
         log_weights = jnp.where(jnp.isfinite(state.best_objective), 0.0, -jnp.inf)
         return particles_to_result(
-            self.method, ld, state.best_z, log_weights, stats=stats, config=self.config
+            self.method, None, state.best_z, log_weights, stats=stats, config=self.config,
+            sites=self._sites(args, kwargs, state.best_z),
         )
 
 
@@ -425,11 +525,13 @@ class GradientDescent(MDPO):
         progress_bar: bool | str = "auto",
         devices=None,
         batch_size: int | None = None,
+        fresh_noise: str | None = None,
+        eval_interval: int | None = None,
     ):
         super().__init__(
             model, num_particles=num_particles, num_steps=num_steps, learning_rate=learning_rate,
             noise_scale=0.0, optimizer=optimizer, time_sites=time_sites, progress_bar=progress_bar,
-            devices=devices, batch_size=batch_size,
+            devices=devices, batch_size=batch_size, fresh_noise=fresh_noise, eval_interval=eval_interval,
         )
 
     @property
@@ -439,5 +541,6 @@ class GradientDescent(MDPO):
             num_steps=self.num_steps,
             learning_rate=self.learning_rate,
             optimizer="adam" if self.learning_rate is not None else repr(self.optimizer),
+            **self._fresh_config,
             **self.layout.config,
         )

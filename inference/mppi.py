@@ -13,6 +13,11 @@ The temperature rule is the standard fixed one, in units of the log density: at
 integral's importance weights; smaller is greedier. Subtracting ``min S`` only guards the
 exponent. A non-finite score gets weight zero. ``mu`` starts at the mean of ``num_particles``
 prior draws. Each iteration costs ``N`` model evaluations.
+
+``fresh_noise="noise_key"`` redraws a stochastic model's noise key at every iteration (see MDPO's
+"Fresh noise"): the samples of one iteration share their noise, so their weights compare plans
+on the same scenarios, and the nominal follows the expected score rather than one fixed sample.
+The ``Result`` (the last iteration's samples) reports costs on the arguments given to ``run``.
 """
 
 from typing import NamedTuple
@@ -34,7 +39,15 @@ from ._common import (
     finite_min_mean,
     raise_if_all_nonfinite,
 )
-from ._iterate import iterate, objective_and_cost, run_fingerprint
+from ._iterate import (
+    LayoutCache,
+    check_fresh_noise,
+    final_sites,
+    iterate,
+    iteration_kwargs,
+    objective_and_cost,
+    run_fingerprint,
+)
 from ._parallel import ParticleLayout
 from ._warm import finite_moments, select_rows, site_values, unconstrained
 
@@ -65,6 +78,8 @@ class MPPI:
         records how many were used.
       batch_size: evaluate at most this many particles per device at once (sequential batches),
         bounding memory; default ``None``: all at once.
+      fresh_noise: ``None`` (default), or the name of the model's keyword argument that takes the
+        key of its noise (``"noise_key"``), redrawn at every iteration (module docstring).
 
     ``run(rng_key, *model_args, init=None, **model_kwargs) -> pc.Result`` (``init``: a warm start,
     see ``run``): the last iteration's samples with
@@ -85,8 +100,10 @@ class MPPI:
         progress_bar: bool | str = "auto",
         devices=None,
         batch_size: int | None = None,
+        fresh_noise: str | None = None,
     ):
         self.model = model
+        self.fresh_noise = check_fresh_noise(model, fresh_noise)
         self.num_particles = check_num_particles(num_particles)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.learning_rate = check_positive("learning_rate", learning_rate)
@@ -96,6 +113,10 @@ class MPPI:
         self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
         self._init = eqx.filter_jit(self._init_state)
         self._chunk = eqx.filter_jit(self._run_chunk)
+        # The host-side layout per argument signature, and a compiled finalisation: a repeated run
+        # (an MPC re-plan) traces nothing.
+        self._sites = eqx.filter_jit(lambda args, kwargs, z: final_sites(self.model, self.layout, args, kwargs, z))
+        self._layouts = LayoutCache(model)
 
     @property
     def config(self) -> dict:
@@ -105,6 +126,7 @@ class MPPI:
             learning_rate=self.learning_rate,
             noise_scale=self.noise_scale,
             temperature=self.temperature,
+            **({} if self.fresh_noise is None else dict(fresh_noise=self.fresh_noise)),
             **self.layout.config,
         )
 
@@ -122,12 +144,12 @@ class MPPI:
         uniform = jnp.full((n,), -jnp.log(n), z.dtype)
         return self.layout.constrain(MPPIState(key, mean, z, uniform, jnp.full((n,), jnp.inf, z.dtype)))
 
-    def _run_chunk(self, args, kwargs, state, steps):
-        ld = log_density(self.model, *args, **kwargs)
-        evaluate = self.layout.map(objective_and_cost(ld))
+    def _run_chunk(self, args, kwargs, noise_root, state, steps):
         n = self.num_particles
 
-        def step(state, _):
+        def step(state, k):
+            ld = log_density(self.model, *args, **iteration_kwargs(kwargs, self.fresh_noise, noise_root, k))
+            evaluate = self.layout.map(objective_and_cost(ld))
             key, sub = jax.random.split(state.key)
             eps = self.noise_scale * jax.random.normal(sub, (n, state.mean.shape[0]), state.mean.dtype)
             eps = self.layout.constrain(eps.at[0].set(0.0))
@@ -165,11 +187,14 @@ class MPPI:
             iterations (about every ``num_steps / 20``), and a run started with an existing
             checkpoint of the same configuration, key and ``init`` resumes from it, bit for bit.
         """
-        ld = log_density(self.model, *args, **kwargs)
+        ld = self._layouts(args, kwargs)  # traced once per argument signature
         values = None if init is None else site_values(init, ld)
+        noise_root = None
+        if self.fresh_noise is not None:  # the run's key feeds the noise too; without, as before
+            rng_key, noise_root = jax.random.split(rng_key)
         state = self._init(args, kwargs, rng_key, values)
         state, stats = iterate(
-            lambda s, steps: self._chunk(args, kwargs, s, steps),
+            lambda s, steps: self._chunk(args, kwargs, noise_root, s, steps),
             state,
             self.num_steps,
             desc=self.method,
@@ -180,5 +205,6 @@ class MPPI:
         )
         raise_if_all_nonfinite(state.log_weights, "log density", self.method)
         return particles_to_result(
-            self.method, ld, state.population, state.log_weights, stats=stats, config=self.config
+            self.method, None, state.population, state.log_weights, stats=stats, config=self.config,
+            sites=self._sites(args, kwargs, state.population),
         )

@@ -45,8 +45,12 @@ num_scenarios`` PRNG keys drawn once from ``seed`` live in ``x_0``, every rollou
 same idea as ``policy_model``'s fixed set of initial states). The default ``K`` is 1 for a
 deterministic domain and ``DEFAULT_SCENARIOS`` otherwise: an optimiser fits the ``K`` scenarios
 it sees, so with few of them its plan does worse on fresh noise than its cost says
-(BENCHMARKS.md, "RDDL domains beside JaxPlan", measures ``K``; JaxPlan draws fresh noise at every
-step instead). A domain counts as deterministic when it has no random expression, or when the
+(BENCHMARKS.md, "RDDL domains beside JaxPlan", measures ``K``). JaxPlan draws fresh noise at every
+step instead; so can the iterative methods here: ``trajectory_model``'s model takes the key of its
+scenarios as an argument, ``model(noise_key=None)``, and ``MDPO(model, fresh_noise="noise_key")``
+redraws it at every iteration (stochastic approximation of the expected cost), choosing its best
+iterate on the problem's own ``K`` scenarios. ``scenarios(problem, key, num)`` is such an
+initial state. A domain counts as deterministic when it has no random expression, or when the
 compiled model gives the same rewards under two keys for random plans (HVAC's ``Bernoulli(1 -
 P-SWITCH)`` with ``P-SWITCH = 0``, say). ``seed`` picks other scenarios; ``evaluate`` scores a
 plan on fresh noise.
@@ -271,8 +275,30 @@ def split_row(actions, row) -> dict:
     return out
 
 
+def scenarios(problem: RDDLProblem, key, num: int | None = None) -> dict:
+    """``problem.x0`` with ``num`` noise scenarios (default ``problem.num_scenarios``) drawn from
+    ``key`` (a typed or raw JAX key, or an integer seed; traceable) instead of the fixed ones.
+    Every scenario starts from the instance's initial fluents."""
+    num = problem.num_scenarios if num is None else num
+    if isinstance(num, bool) or int(num) != num or num < 1:
+        raise ValueError(f"the number of scenarios must be a positive integer, got {num!r}")
+    num = int(num)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        key = jax.random.PRNGKey(int(key))
+    keys = jax.random.split(key, num)
+    if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        keys = jax.random.key_data(keys)
+    x0 = problem.x0
+    if keys.shape[1:] != x0["key"].shape[1:]:
+        raise ValueError(f"noise key of another PRNG implementation: scenario keys of shape "
+                         f"{keys.shape[1:]}, the problem's are {x0['key'].shape[1:]}")
+    fluents = jax.tree.map(lambda v: jnp.broadcast_to(v[0], (num,) + v.shape[1:]), x0["fluents"])
+    return dict(fluents=fluents, key=keys.astype(x0["key"].dtype), reward=jnp.zeros((num,), x0["reward"].dtype),
+                discount=x0["discount"])
+
+
 def trajectory_model(problem: RDDLProblem, temperature: float | None = None,
-                     prior_scale: float = DEFAULT_PRIOR_SCALE):
+                     prior_scale: float = DEFAULT_PRIOR_SCALE, fresh_scenarios: int | None = None):
     """``pc.trajectory_model`` with the prior centred on the domain's no-op action.
 
     The latent ``"controls"`` has the prior ``TruncatedNormal(noop, prior_scale * (high - low))``
@@ -282,6 +308,12 @@ def trajectory_model(problem: RDDLProblem, temperature: float | None = None,
     release), and JaxPlan starts its plans at zero for that reason; the box-centred prior of
     ``pc.trajectory_model`` starts every particle in the middle of the box instead (measured in
     BENCHMARKS.md, "RDDL domains beside JaxPlan").
+
+    The model is ``model(noise_key=None)``: ``None`` rolls out on the problem's ``K`` fixed noise
+    scenarios (common random numbers); a key rolls out on ``fresh_scenarios`` scenarios drawn from
+    it (``scenarios``; default ``K``). ``MDPO(model, fresh_noise="noise_key")`` (or
+    ``GradientDescent``, ``MPPI``) passes a new key at every iteration, so a few fresh scenarios
+    per step optimise the expected return while the best iterate is judged on the fixed ``K``.
     """
     if not isinstance(problem, RDDLProblem):
         raise ValueError(f"trajectory_model needs a problem built by models.rddl.problem, got {type(problem).__name__}")
@@ -294,10 +326,22 @@ def trajectory_model(problem: RDDLProblem, temperature: float | None = None,
     low, high = (jnp.broadcast_to(jnp.asarray(b, dtype), problem.controls_shape) for b in problem.action_bounds)
     loc = jnp.broadcast_to(jnp.asarray(problem.noop, dtype), problem.controls_shape)
     prior = dist.TruncatedNormal(loc, prior_scale * (high - low), low=low, high=high).to_event(2)
+    if fresh_scenarios is not None and (isinstance(fresh_scenarios, bool) or int(fresh_scenarios) != fresh_scenarios
+                                        or fresh_scenarios < 1):
+        raise ValueError(f"fresh_scenarios must be a positive integer, got {fresh_scenarios!r}")
 
-    def model():
+    fresh = problem
+    if fresh_scenarios is not None and int(fresh_scenarios) != problem.num_scenarios:  # another K: another x0 shape
+        fresh_scenarios = int(fresh_scenarios)
+        fresh = dataclasses.replace(problem, x0=scenarios(problem, 0, fresh_scenarios), num_scenarios=fresh_scenarios)
+
+    def model(noise_key=None):
         controls = numpyro.sample("controls", prior)
-        boltzmann(problem.cost(controls), temperature)
+        if noise_key is None:
+            cost = problem.cost(controls)
+        else:
+            cost = fresh.cost(controls, scenarios(problem, noise_key, fresh.num_scenarios))
+        boltzmann(cost, temperature)
 
     model.problem = problem
     return model

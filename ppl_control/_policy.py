@@ -278,12 +278,15 @@ def policy_model(problem: ControlProblem, policy: eqx.Module, initial_states: An
       name: the prefix of the parameter sites (``trained_policy`` needs the same one).
 
     Returns:
-      A NumPyro model ``model(initial_states=None, noise=None)``: called with no arguments it
-      uses the scenarios it was built with; ``initial_states`` (another ``(N', state_dim)``
-      set) and, for ``"common"``, ``noise`` (``(N' K, horizon, state_dim)`` standardised
-      sequences, e.g. recorded disturbances) replace them at run time
+      A NumPyro model ``model(initial_states=None, noise=None, noise_key=None)``: called with no
+      arguments it uses the scenarios it was built with; ``initial_states`` (another ``(N',
+      state_dim)`` set) and, for ``"common"``, ``noise`` (``(N' K, horizon, state_dim)`` standardised
+      sequences, e.g. recorded disturbances) or ``noise_key`` (a key they are drawn from, as
+      ``noise_key`` above) replace them at run time
       (``algorithm.run(key, initial_states=..., noise=...)``), so one compiled algorithm serves
-      many training sets of the same shape. Its attributes record what it was built from:
+      many training sets of the same shape; ``MDPO(model, fresh_noise="noise_key")`` redraws the
+      noise at every iteration (stochastic approximation of the expected cost, the best iterate
+      judged on the model's fixed scenarios). Its attributes record what it was built from:
       ``problem``, ``policy``, ``initial_states``, ``process_noise``, ``noise_treatment``,
       ``num_noise_samples``, and the scenarios: ``scenario_states`` (the initial state of each
       rollout, ``N K`` of them; ``initial_states`` itself without noise) and ``noise`` (the fixed
@@ -325,18 +328,22 @@ def policy_model(problem: ControlProblem, policy: eqx.Module, initial_states: An
             fixed_noise = jax.random.normal(key, (num_states * k, problem.horizon, state_dim),
                                             _float_dtype(scenario_states))
 
-    def model(initial_states=None, noise=None):
+    def model(initial_states=None, noise=None, noise_key=None):
         """``initial_states`` / ``noise`` (``None``: those the model was built with) replace the
-        scenarios without rebuilding the model, so one compiled algorithm serves many sets."""
+        scenarios without rebuilding the model, so one compiled algorithm serves many sets;
+        ``noise_key`` draws the noise from that key instead (``fresh_noise="noise_key"``)."""
         if initial_states is None:
             scenarios = scenario_states
         else:
             _check_initial_states(problem, initial_states)
             scenarios = jnp.repeat(initial_states, k, axis=0) if noisy else initial_states
-        if noise is not None and (not noisy or noise_treatment != "common"):
-            raise ValueError("noise= replaces the fixed noise of noise_treatment='common' with "
-                             f"process_noise > 0; this model has process_noise={process_noise} and "
-                             f"noise_treatment={noise_treatment!r}")
+        for given, what in ((noise, "noise="), (noise_key, "noise_key=")):
+            if given is not None and (not noisy or noise_treatment != "common"):
+                raise ValueError(f"{what} replaces the fixed noise of noise_treatment='common' with "
+                                 f"process_noise > 0; this model has process_noise={process_noise} and "
+                                 f"noise_treatment={noise_treatment!r}")
+        if noise is not None and noise_key is not None:
+            raise ValueError("give noise= (the sequences) or noise_key= (a key to draw them from), not both")
         net = random_eqx_module(name, policy, prior, scope_divider=SCOPE_DIVIDER)
         if not noisy:
             costs = jax.vmap(lambda x0: closed_loop_cost(problem, net, x0))(scenarios)
@@ -344,6 +351,8 @@ def policy_model(problem: ControlProblem, policy: eqx.Module, initial_states: An
             shape = (jnp.shape(scenarios)[0], problem.horizon, state_dim)
             if noise_treatment == "extended":
                 w = numpyro.sample(NOISE_SITE, dist.Normal(jnp.zeros(shape), 1.0).to_event(3))
+            elif noise_key is not None:
+                w = jax.random.normal(_as_key(noise_key), shape, _float_dtype(scenarios))
             else:
                 w = fixed_noise if noise is None else noise
                 if tuple(jnp.shape(w)) != shape:

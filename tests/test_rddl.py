@@ -4,6 +4,8 @@ finite-difference gradients, the three benchmark domains, noise scenarios, and t
 Needs the ``rddl`` extra (``make test`` installs it); skipped cleanly without it.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +186,36 @@ def test_trajectory_model_centres_the_prior_on_the_noop():
     assert float(log_joint) == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(ValueError, match="models.rddl.problem"):
         rddl.trajectory_model(pc.ControlProblem(lambda x, a: x, lambda x, a: 0.0, lambda x: 0.0, 0.0, 4, 1, "x"))
+
+
+def test_trajectory_model_takes_its_noise_key():
+    """``model(noise_key=k)`` rolls out on scenarios drawn from ``k`` (``scenarios``), ``None`` on
+    the problem's fixed ones; ``fresh_scenarios`` sets how many; traceable and reproducible."""
+    from numpyro import handlers
+
+    problem = rddl.problem("PowerGen_Continuous", "0", 6, num_scenarios=3, temperature=1.0)
+    u = _uniform_plan(problem, jax.random.key(7), 0.2, 0.6)
+    big = dataclasses.replace(problem, x0=rddl.scenarios(problem, 0, 5), num_scenarios=5)
+
+    def model_cost(model, key):
+        trace = handlers.trace(handlers.substitute(model, {"controls": u}))
+        return trace.get_trace(noise_key=key)["cost"]["value"]
+
+    @jax.jit
+    def costs(key):
+        model, five = rddl.trajectory_model(problem), rddl.trajectory_model(problem, fresh_scenarios=5)
+        return dict(fixed=model_cost(model, None), expected_fixed=problem.cost(u),
+                    fresh=model_cost(model, key), expected_fresh=problem.cost(u, rddl.scenarios(problem, key)),
+                    five=model_cost(five, key), expected_five=big.cost(u, rddl.scenarios(problem, key, 5)))
+
+    first, second = costs(jax.random.key(1)), costs(jax.random.key(2))
+    for name in ("fixed", "fresh", "five"):
+        assert float(first[name]) == pytest.approx(float(first[f"expected_{name}"]), rel=1e-6)
+    assert float(first["fresh"]) != pytest.approx(float(second["fresh"]), rel=1e-6)
+    assert float(first["fixed"]) == float(second["fixed"])
+    x0 = rddl.scenarios(problem, jax.random.key(1))
+    assert x0["key"].shape == problem.x0["key"].shape and x0["key"].dtype == problem.x0["key"].dtype
+    np.testing.assert_array_equal(np.asarray(rddl.scenarios(problem, 4)["key"]),
+                                  np.asarray(rddl.scenarios(problem, jax.random.PRNGKey(4))["key"]))
+    with pytest.raises(ValueError, match="fresh_scenarios must be a positive integer"):
+        rddl.trajectory_model(problem, fresh_scenarios=0)
