@@ -41,6 +41,7 @@ from . import checkpoint as checkpointing
 from . import resampling as resampling_schemes
 from ._blas import single_threaded_blas
 from ._common import (
+    argument_signature,
     check_fraction,
     check_num_particles,
     check_positive,
@@ -61,19 +62,6 @@ from .warm_start import as_site_values, fit_reference, init_digest
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
 # stages start from what the previous one chose.
 INITIAL_LEAPFROG = 8
-
-
-def argument_signature(model_args, model_kwargs):
-    """A hashable summary of the model's arguments: their tree structure, array shapes and dtypes,
-    and the values of non-array leaves; ``None`` where a leaf is not hashable."""
-    leaves, treedef = jax.tree.flatten((model_args, model_kwargs))
-    try:
-        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x).name) if hasattr(x, "shape") else x
-                                    for x in leaves))
-        hash(signature)
-    except TypeError:
-        return None
-    return signature
 
 
 class TSMCState(NamedTuple):
