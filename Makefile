@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ppl-control demo
 
 test: $(DOCS_STAMP) $(RDDL_STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q --durations=15
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q --durations=15
 
 bench: $(STAMP) $(RDDL_STAMP)
 	$(VENV)/bin/python -m benchmarks.run_all

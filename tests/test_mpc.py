@@ -12,7 +12,7 @@ from ppl_control import models
 from ppl_control.inference import CEM, MDPO, MPPI, NUTS, TSMC, GradientDescent
 from ppl_control.models.pendulum import upright_error
 
-# One worker runs the whole module (make test: --dist loadgroup), so the LQR fixture is built once.
+# One worker runs the whole module (make test: --dist loadfile), so the LQR fixture is built once.
 pytestmark = pytest.mark.xdist_group(name="mpc")
 
 LQR = dict(horizon=10, temperature=1e-2)
