@@ -44,13 +44,13 @@ def check_nonnegative(name: str, value) -> float:
     return float(value)
 
 
-def check_unit_interval(name: str, value, *, closed_high: bool = False) -> float:
-    """``value`` in ``(0, 1)``, or ``(0, 1]`` with ``closed_high``."""
-    ok = isinstance(value, numbers.Real) and 0.0 < float(value) and (
+def check_unit_interval(name: str, value, *, closed_low: bool = False, closed_high: bool = False) -> float:
+    """``value`` in ``(0, 1)``; ``closed_low`` / ``closed_high`` admit 0 / 1."""
+    ok = isinstance(value, numbers.Real) and (0.0 <= float(value) if closed_low else 0.0 < float(value)) and (
         float(value) <= 1.0 if closed_high else float(value) < 1.0
     )
     if not ok:
-        interval = "(0, 1]" if closed_high else "(0, 1)"
+        interval = ("[" if closed_low else "(") + "0, 1" + ("]" if closed_high else ")")
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return float(value)
 

@@ -25,7 +25,6 @@ the progress bar and the optional checkpoint.
 """
 
 import math
-import numbers
 import warnings
 from typing import NamedTuple
 
@@ -47,6 +46,7 @@ from ._common import (
     check_positive,
     check_positive_int,
     check_progress_bar,
+    check_unit_interval,
     finite_min_mean,
     progress,
     raise_if_all_nonfinite,
@@ -241,9 +241,7 @@ class TSMC:
         self.max_moves = check_positive_int("max_moves", max_moves)
         self.max_leapfrog = check_positive_int("max_leapfrog", max_leapfrog)
         self.target_correlation = check_fraction("target_correlation", target_correlation)
-        if not isinstance(max_unmoved, numbers.Real) or not 0.0 <= float(max_unmoved) <= 1.0:
-            raise ValueError(f"max_unmoved must lie in [0, 1], got {max_unmoved!r}")
-        self.max_unmoved = float(max_unmoved)
+        self.max_unmoved = check_unit_interval("max_unmoved", max_unmoved, closed_low=True, closed_high=True)
         self.step_size = _optional("step_size", step_size, check_positive)
         self.target_accept = check_fraction("target_accept", target_accept)
         self.resample = resampling_schemes.get(resampling)

@@ -9,7 +9,7 @@ import pytest
 
 import ppl_control as pc
 from ppl_control import InferenceError, models
-from ppl_control.inference import CEM, MPPI, NUTS
+from ppl_control.inference import CEM, MDPO, MPPI, NUTS
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +121,11 @@ def test_all_nonfinite_raises(algo_cls):
         algo_cls(model, num_particles=4, num_steps=2, progress_bar=False).run(jax.random.key(0))
 
 
-@pytest.mark.parametrize("algo_cls", [CEM, MPPI])
+@pytest.mark.parametrize("algo_cls", [MDPO, CEM, MPPI])
 def test_repeated_runs_trace_the_model_once(algo_cls):
-    """A second run with new argument values (a re-plan from a new state) calls the model zero
-    times: the layout is cached per argument signature, the rest is compiled."""
+    """Receding-horizon re-plans call ``run`` with a new state each time: the layout is cached per
+    argument signature and everything else is compiled, so the second run calls the model zero
+    times (before, every run traced it on the host to split the log density and to report)."""
     calls = []
 
     def model(target):

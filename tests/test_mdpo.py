@@ -414,24 +414,3 @@ def test_fresh_noise_is_one_trace_reproducible_and_checked():
         MDPO(lambda: None, fresh_noise="noise_key")
     with pytest.raises(ValueError, match="eval_interval applies to fresh_noise runs only"):
         GradientDescent(_noisy_quadratic(), eval_interval=5)
-
-
-def test_repeated_runs_trace_the_model_once():
-    """Receding-horizon re-plans call ``run`` with a new state each time: the layout is cached per
-    argument signature and everything else is compiled, so the second run calls the model zero
-    times (before, every run traced it on the host to split the log density and to report)."""
-    calls = []
-
-    def model(target):
-        calls.append(1)
-        u = numpyro.sample("u", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
-        pc.boltzmann(jnp.sum((u - target) ** 2), temperature=0.5)
-
-    algo = MDPO(model, num_particles=4, num_steps=6, progress_bar=False)
-    algo.run(jax.random.key(0), jnp.zeros(3))
-    traced = len(calls)
-    target = jnp.array([0.5, -1.0, 2.0])
-    result = algo.run(jax.random.key(1), target)
-    assert len(calls) == traced
-    best = result.best()
-    assert float(best["cost"]) == pytest.approx(float(jnp.sum((best["u"] - target) ** 2)), rel=1e-5)
