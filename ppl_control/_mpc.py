@@ -43,6 +43,7 @@ from ._problem import CONTROLS_SITE
 from ._result import Result
 
 SHIFTS = ("repeat", "prior")
+ACTIONS = ("best", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,8 @@ class ClosedLoop:
       stage_costs: ``stage_cost(x_t, u_t)`` of the problem, ``(num_steps,)``.
       terminal_cost: ``terminal_cost(x_N)``.
       solve_time: wall-clock seconds of each re-plan (shift + run + picking the action).
-      plans: the lowest-cost plan of every step, ``(num_steps, horizon, action_dim)``.
+      plans: the plan whose first action was applied at every step (the lowest-cost one, or the
+        weighted mean with ``action="mean"``), ``(num_steps, horizon, action_dim)``.
       diagnostics: name -> ``(num_steps,)``: ``plan_cost`` (the chosen plan's model cost) and,
         where the algorithm reports them, ``num_stages``, ``log_evidence``, ``num_evaluations``.
       initial: ``None``, or for a warm-started loop the initial (cold) plan at ``x0``: its
@@ -162,6 +164,18 @@ def _diagnostics(result: Result) -> dict:
     return out
 
 
+def _chosen_plan(result: Result, clip_all) -> np.ndarray:
+    """The weighted mean of the particles' clipped plans (``action="mean"``); particles whose
+    plan or weight is not finite count for nothing, and with none left the best plan is used."""
+    plans = np.asarray(clip_all(jnp.asarray(result.samples[CONTROLS_SITE])), dtype=np.float64)
+    finite = np.all(np.isfinite(plans.reshape(plans.shape[0], -1)), axis=1)
+    weights = np.where(finite, np.nan_to_num(result.weights), 0.0)
+    if not weights.sum() > 0:
+        return np.asarray(result.samples[CONTROLS_SITE])[result.best_index()]
+    mean = np.tensordot(weights / weights.sum(), np.where(finite.reshape((-1,) + (1,) * (plans.ndim - 1)), plans, 0.0), axes=1)
+    return mean.astype(np.asarray(result.samples[CONTROLS_SITE]).dtype)
+
+
 def _all_finite(tree) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree)
                if np.issubdtype(np.asarray(leaf).dtype, np.inexact))
@@ -176,6 +190,7 @@ def mpc(
     warm_start: bool = True,
     *,
     shift: str = "repeat",
+    action: str = "best",
     progress_bar: bool = False,
 ) -> ClosedLoop:
     """Receding-horizon control with ``algorithm`` as the planner (see the module docstring).
@@ -201,6 +216,13 @@ def mpc(
         ``False`` plans every step from the prior.
       shift: how the shifted plan gets its new last action: ``"repeat"`` the old last one, or a
         ``"prior"`` draw.
+      action: which plan's first action is applied: ``"best"``, the lowest-cost particle's, or
+        ``"mean"``, the weighted mean of the particles' (clipped) plans. The mean is the
+        path-integral optimal control (Kappen 2005; what MPPI applies): for a Boltzmann
+        posterior, the expected first action of the posterior over plans. It averages out the
+        sampling noise a single particle carries at the model's temperature, but it also averages
+        modes: use it when the particles follow one plan (a warm-started TSMC does, as do MPPI
+        and CEM), not when they split between, say, swinging left and right.
       progress_bar: a tqdm bar over the control steps.
 
     Returns:
@@ -217,6 +239,8 @@ def mpc(
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     if shift not in SHIFTS:
         raise ValueError(f"shift must be one of {SHIFTS}, got {shift!r}")
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     warm_start = bool(warm_start)
     if warm_start and not _accepts_init(algorithm):
         raise ValueError(f"{type(algorithm).__name__}.run takes no init= (a warm start); "
@@ -229,6 +253,7 @@ def mpc(
         true_step = jax.jit(lambda key, state, u: problem.step(state, u))
     stage_cost = jax.jit(problem.stage_cost)
     clip = jax.jit(problem.clip)
+    clip_all = jax.jit(jax.vmap(problem.clip))
     prior_controls = jax.jit(
         lambda key, state, n: jax.vmap(
             lambda k: handlers.trace(handlers.seed(model, k)).get_trace(state)[CONTROLS_SITE]["value"]
@@ -265,7 +290,8 @@ def mpc(
                 result = algorithm.run(jax.random.fold_in(key_plan, t), x, init=init)
             else:
                 result = algorithm.run(jax.random.fold_in(key_plan, t), x)
-            plan = np.asarray(result.samples[CONTROLS_SITE])[result.best_index()]
+            plan = _chosen_plan(result, clip_all) if action == "mean" else \
+                np.asarray(result.samples[CONTROLS_SITE])[result.best_index()]
             u = clip(plan[0])
             times.append(time.perf_counter() - start)
             costs.append(float(stage_cost(x, u)))
@@ -288,7 +314,7 @@ def mpc(
     stacked = jax.tree.map(lambda *leaves: np.stack([np.asarray(leaf) for leaf in leaves]), *states)
     observations = np.asarray(jax.jit(jax.vmap(problem.observation))(stacked))
     config = dict(getattr(algorithm, "config", {}), mpc_num_steps=int(num_steps), warm_start=warm_start,
-                  shift=shift, horizon=int(problem.horizon), problem=problem.name)
+                  shift=shift, action=action, horizon=int(problem.horizon), problem=problem.name)
     return ClosedLoop(
         method=getattr(algorithm, "method", type(algorithm).__name__),
         states=stacked,

@@ -781,6 +781,9 @@ def _add_mpc_parser(sub) -> None:
     mpc.add_argument("--leapfrog", type=_positive_int, default=None, help="leapfrog steps per HMC move")
     mpc.add_argument("--max-stages", type=_positive_int, default=None, help="TSMC's stage cap per re-plan")
     mpc.add_argument("--cold", action="store_true", help="plan every step from the prior (no warm start)")
+    mpc.add_argument("--action", choices=("best", "mean"), default="best",
+                     help="apply the lowest-cost plan's first action (best, default) or the particles' "
+                          "weighted mean (mean: the path-integral control, as MPPI does)")
     mpc.add_argument("--seed", type=int, default=0)
     mpc.add_argument("--out", default=None, help="write the closed loop as ArviZ netCDF (loop.nc)")
     mpc.add_argument("--plot", default="mpc.png", help="the closed-loop plot (default mpc.png)")
@@ -808,7 +811,7 @@ def cmd_mpc(args) -> int:
                                max_stages=args.max_stages, progress_bar=False)
     start = time.perf_counter()
     loop = pc.mpc(algorithm, problem.x0, args.steps, jax.random.key(args.seed), warm_start=not args.cold,
-                  progress_bar=not args.quiet)
+                  action=args.action, progress_bar=not args.quiet)
     seconds = time.perf_counter() - start
     times = loop.solve_time[1:] if loop.num_steps > 1 else loop.solve_time
     stages = loop.diagnostics.get("num_stages")
