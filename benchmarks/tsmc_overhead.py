@@ -36,6 +36,32 @@ from ._machine import describe, replace_section
 
 HEADING = "## TSMC overhead over the gradient floor"
 
+# What a profile of the stage showed (jax.profiler traces of the compiled stage, XLA:CPU thunks
+# attributed to JAX operations through the compiled HLO's op_name metadata; pendulum H=50, fixed
+# 2 x 8 moves, 2026-11-23 on the shared 2-core machine at load 5-8). Written beneath the tables.
+PROFILE_NOTES = """\
+Profile of one stage (`jax.profiler` trace of the compiled stage, XLA:CPU thunks attributed to JAX
+operations through the compiled HLO's `op_name`; pendulum H=50, fixed 2 x 8 moves, load 5-8). At
+256 particles the stage's thunks ran 18-21 ms against 18 ms for the floor's 17 gradients: the
+refresh pass's metric fit and resampling (one `cond` branch, eigh 0.2 ms of it) about 0.7 ms, the
+temperature bisection under 0.1 ms, the 16 leapfrog steps 0.9 ms each (the floor: 1.0-1.1), so the
+compiled stage is within about 10% of its gradients there. The rest of a run's time per stage was
+host work between stages: the loop read the device 4 times per stage (beta, the stage counter
+twice, the stage's scalars) and dispatched a separate `fold_in` for the stage key, each a wait for
+the device that a busy machine stretches (one wait took 40 ms in the trace). Now the stage key is
+folded in inside the stage and the loop reads the device once per stage (tested under a transfer
+guard in `tests/test_stage_overhead.py`). At 64 particles the floor is not the same kind of
+program: XLA:CPU compiles its whole loop of 17 gradients into one kernel (small while loops
+without a dot or custom call are hoisted into a single call), while the stage's leapfrog loop
+holds the dense metric's matrix-vector product, so each of its operations runs as a separate
+thunk; there the moves' own work (momentum and jitter draws, energies, the Metropolis step,
+about 0.6 ms per move) is as large as their 8 gradients, and the ratio stays high. Compilation:
+the stage compiles in 7-27 s against 1 s for the floor (load-dependent), spread over its many
+small kernels (the dense metric fit alone 1.8-4.5 s, the per-particle random draws 1.7 s); the
+model is traced once for all of the stage's gradients (twice in all, once for its structure), and
+a second run traces and compiles nothing.
+"""
+
 
 def gradient_evaluations(result) -> int:
     """Value-and-gradient evaluations (of all particles at once) that a TSMC run made: what its
@@ -294,6 +320,7 @@ def main(argv=None):
         lines.append(line)
     if breakdown:
         lines += [""] + breakdown_table(breakdown, breakdown_repeats)
+    lines += ["", PROFILE_NOTES]
     table = "\n".join(lines)
     print(table)
     if args.write:
