@@ -313,9 +313,13 @@ class TSMC:
         ld = log_density(self.model, *model_args, **model_kwargs)
         return fit_reference(jax.vmap(ld.unconstrain)(init_values), self.init_spread)
 
-    def _stage_impl(self, rng_key, state: TSMCState, model_args, model_kwargs, reference):
+    def _stage_impl(self, stages_key, state: TSMCState, model_args, model_kwargs, reference):
+        """One stage. ``stages_key`` is the run's key for all stages; this stage's key is
+        ``fold_in(stages_key, state.stage)``, derived here so the Python loop never needs the
+        stage counter on the host before dispatching the next stage."""
         ld = log_density(self.model, *model_args, **model_kwargs)
         n, dim = state.particles.shape
+        rng_key = jax.random.fold_in(stages_key, state.stage)
 
         # 1-2. next temperature, reweighting, evidence increment. Each of the bisection's steps
         # sums over all particles: with several devices they are gathered once and every device
@@ -410,27 +414,31 @@ class TSMC:
             history = {name: [] for name in StageInfo._fields}
 
         with single_threaded_blas(), progress(1.0, "TSMC", self.progress_bar, quantity="beta") as bar:
-            bar.update(float(state.beta))
-            while float(state.beta) < 1.0 and int(state.stage) < self.max_stages:
-                previous_beta = float(state.beta)
-                state, info = self._stage(jax.random.fold_in(key_stages, int(state.stage)), state,
-                                          model_args, model_kwargs, reference)
-                # The per-stage scalars come to the host now (one small transfer); the per-particle
-                # fields stay where they are until the end (only the last stage's are reported).
-                info = info._replace(**jax.device_get({name: getattr(info, name) for name in _PER_STAGE}))
+            beta, stage = jax.device_get((state.beta, state.stage))
+            bar.update(float(beta))
+            while beta < 1.0 and stage < self.max_stages:
+                previous_beta = beta
+                state, info = self._stage(key_stages, state, model_args, model_kwargs, reference)
+                # One small transfer per stage: the per-stage scalars and the loop's own two
+                # (beta, stage); the per-particle fields stay where they are until the end (only
+                # the last stage's are reported). Every other host read would be one more wait
+                # for the device between stages.
+                scalars, beta, stage = jax.device_get(
+                    ({name: getattr(info, name) for name in _PER_STAGE}, state.beta, state.stage))
+                info = info._replace(**scalars)
                 for name, value in info._asdict().items():
                     history[name].append(value)
-                bar.set_description_str(f"TSMC stage {int(state.stage)}", refresh=False)
+                bar.set_description_str(f"TSMC stage {int(stage)}", refresh=False)
                 bar.set_postfix_str(
                     f"beta={float(info.beta):.3g} ess={float(info.ess):.0f} "
                     f"acc={float(info.acceptance_rate):.2f} moves={int(info.num_moves)}x{int(info.num_leapfrog)} "
                     f"cost_min={float(info.cost_min):.4g}", refresh=False,
                 )  # drawn by the update below
-                bar.update(float(info.beta) - previous_beta)
+                bar.update(float(beta) - float(previous_beta))
                 if checkpoint:
                     self._save(checkpoint, state, history, fingerprint)
 
-        final_beta = float(state.beta)
+        final_beta = float(beta)
         if final_beta < 1.0:
             warnings.warn(
                 f"TSMC stopped at beta={final_beta:.4g} after max_stages={self.max_stages} stages; "
@@ -442,7 +450,7 @@ class TSMC:
         stats = {name: np.asarray(history[name]) for name in _PER_STAGE}
         last = {name: history[name][-1] for name in ("particle_acceptance_rate", "particle_diverging",
                                                      "particle_step_size")}
-        last, lp = to_host((last, state.log_start + state.log_likelihood))
+        last, lp, log_evidence = to_host((last, state.log_start + state.log_likelihood, state.log_evidence))
         particle_stats = {
             "lp": np.asarray(lp),
             "acceptance_rate": np.asarray(last["particle_acceptance_rate"]),
@@ -455,11 +463,11 @@ class TSMC:
             method=self.method,
             samples={k: np.asarray(v) for k, v in samples.items()},
             log_weights=np.full(self.num_particles, -math.log(self.num_particles)),
-            log_evidence=float(state.log_evidence),
+            log_evidence=float(log_evidence),
             stats=stats,
             particle_stats=particle_stats,
             log_likelihood={k: np.asarray(v) for k, v in log_likelihood.items()},
-            config=dict(self.config, num_stages=int(state.stage), final_beta=final_beta,
+            config=dict(self.config, num_stages=int(stage), final_beta=final_beta,
                         warm_start=init is not None),
         )
 
