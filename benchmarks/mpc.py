@@ -66,12 +66,15 @@ TSMC_BASE = dict(num_particles=64, num_moves=2, num_leapfrog=5, max_stages=60)
 # method -> (class, fixed configuration, the budget knob calibrated to equal time, its probe value, warm)
 METHODS = {
     "tsmc_warm": (TSMC, TSMC_BASE, None, None, True),
+    "tsmc_warm_mean": (TSMC, TSMC_BASE, None, None, True),
     "tsmc_cold": (TSMC, {k: v for k, v in TSMC_BASE.items() if k != "num_particles"}, "num_particles", 64, False),
     "mppi": (MPPI, dict(num_particles=128), "num_steps", 10, True),
     "cem": (CEM, dict(num_particles=128), "num_steps", 10, True),
     "gradient_descent": (GradientDescent, dict(num_particles=16), "num_steps", 20, True),
 }
-LABELS = {"tsmc_warm": "TSMC, warm", "tsmc_cold": "TSMC, cold", "mppi": "MPPI", "cem": "CEM",
+# method -> pc.mpc options beyond the planner (the same compiled planner as "tsmc_warm")
+MPC_OPTIONS = {"tsmc_warm_mean": dict(action="mean")}
+LABELS = {"tsmc_warm": "TSMC, warm", "tsmc_warm_mean": "TSMC, warm, mean action", "tsmc_cold": "TSMC, cold", "mppi": "MPPI", "cem": "CEM",
           "gradient_descent": "gradient descent (Adam)"}
 
 
@@ -212,7 +215,8 @@ def calibrate(task: Task, methods, calibration_steps: int, key) -> tuple[float, 
     budgets = {"tsmc_warm": None}
     for method in methods:
         _, _, knob, probe, warm = METHODS[method]
-        if knob is None:
+        if knob is None:  # warm TSMC itself, or it with other mpc options: the same planner
+            budgets[method], planners[method] = None, planners["tsmc_warm"]
             continue
         budget = probe
         for attempt in range(3):
@@ -233,7 +237,8 @@ def evaluate(task: Task, planners: dict, states, key) -> dict:
     loops = {m: [] for m in planners}
     for i, x0 in enumerate(states):
         for m, planner in planners.items():
-            loop = closed_loop(task, planner, x0, jax.random.fold_in(key, i), METHODS[m][4])
+            loop = closed_loop(task, planner, x0, jax.random.fold_in(key, i), METHODS[m][4],
+                               **MPC_OPTIONS.get(m, {}))
             loops[m].append(loop)
             if loop is not None:
                 print(f"  state {i} {m}: cost {loop.cost:.1f}, success {task.success(loop)}, "
@@ -279,7 +284,7 @@ def run_comparison(task_names, num_states, seed, quick) -> list[str]:
         loops = evaluate(task, planners, states, jax.random.fold_in(key, 2))
         for m in methods:
             knob = METHODS[m][2]
-            budget = (f"{TSMC_BASE['num_particles']} particles, adaptive stages" if m == "tsmc_warm"
+            budget = (f"{TSMC_BASE['num_particles']} particles, adaptive stages" if METHODS[m][2] is None
                       else f"{knob}={budgets[m]}" + (", adaptive stages" if m == "tsmc_cold" else ""))
             rows.append(table_rows(name, LABELS[m], budget, summary(task, loops[m])))
             print(rows[-1], flush=True)

@@ -171,6 +171,9 @@ METHODS = {
     "TSMC (previous defaults: 5 moves x 10 leapfrog)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
     "TSMC (metric from positions only)": lambda model: tsmc_runner(model, metric="covariance"),
     "TSMC (moves also wait for the unmoved: max_unmoved=0.1)": lambda model: tsmc_runner(model, max_unmoved=0.1),
+    # Fewer particles, longer trajectories: at a fixed gradient budget each particle's lineage
+    # travels ~1/N further, what an ill-conditioned swing-up needs to leave a poor basin.
+    "TSMC (64 particles and max_leapfrog=1024)": lambda model: tsmc_runner(model, num_particles=64, max_leapfrog=1024),
     "NUTS (NumPyro 300 + 300)": nuts_runner,
     "Adam multi-start (256 x 1000)": gradient_descent_runner,
     "BlackJAX adaptive tempered SMC (pretuned HMC)": blackjax_runner,
