@@ -156,7 +156,10 @@ class TSMC:
 
     Args:
       model: a NumPyro model with continuous latent sites and at least one observed site.
-      num_particles: the population size ``N`` (>= 2).
+      num_particles: the population size ``N`` (>= 2). At a fixed gradient budget each particle's
+        lineage travels about ``1/N`` as far: when the best controller matters more than the
+        evidence, fewer particles with a larger ``max_leapfrog`` (64 and 1024) found cheaper
+        swing-ups; for an accurate log evidence on sharp targets use more (``docs/algorithms/tsmc.md``).
       target_ess: the fraction of the ESS kept by each temperature increment, in ``(0, 1)``.
       num_moves: HMC moves per particle per stage. Default ``None``: adapt, moving until the
         particles' remaining correlation with the stage's start is at most ``target_correlation``
