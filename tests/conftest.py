@@ -11,18 +11,25 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # in collection order when it runs dry. Starting the longest files first (longest processing time
 # first) keeps both workers busy to the end instead of leaving one alone with a long file. The
 # order below is by measured time per file; unlisted files follow in their usual order.
-LONGEST_FIRST = (  # measured 2026-11-23 under load: test_brax.py 565 s of worker time ... test_mdpo.py 116 s
-    "test_brax.py",
-    "test_policy.py",
-    "test_models.py",
-    "test_examples.py",
-    "test_swap.py",
-    "test_parallel.py",
-    "test_mpc.py",
-    "test_cli.py",
-    "test_tsmc.py",
-    "test_rddl.py",
+LONGEST_FIRST = (  # summed test durations of the full make test, 2026-11-23 18:07-19:01 at load 8-10
+    "test_examples.py",  # 722 s (under that load; about 5x the unloaded times)
+    "test_brax.py",  # 608 s
+    "test_swap.py",  # 552 s
+    "test_policy_noise.py",  # 450 s
     "test_mdpo.py",
+    "test_tsmc.py",
+    "test_policy.py",
+    "test_baselines.py",
+    "test_rddl.py",
+    "test_mpc.py",
+    "test_parallel.py",
+    "test_models.py",
+    "test_checkpoint_all.py",
+    "test_pusher_slider.py",
+    "test_plots.py",
+    "test_cli.py",
+    "test_navigation.py",
+    "test_model_layer.py",  # 148 s; the rest, shorter, follow in their usual order
 )
 
 

@@ -32,7 +32,6 @@ def test_registry_lists_and_builds_every_problem():
     for name in models.names():
         problem = models.get(name)
         assert isinstance(problem, pc.ControlProblem)
-        assert problem.name == name
         assert models.module(name).__doc__  # each problem documents itself
 
 
@@ -48,12 +47,49 @@ def test_unknown_integrator_raises(name):
         models.get(name, integrator="leapfrog")
 
 
+@pytest.fixture(scope="module")
+def float64_costs():
+    """name -> (problem, jitted value-and-gradient of its cost), built in float64 on first use.
+
+    The gradient and the NumPy-reference checks of one problem share this compiled function (the
+    cost is its value), where each used to compile a rollout of its own. Call it inside
+    ``jax.enable_x64(True)``: the compiled function is float64 there.
+    """
+    cache = {}
+
+    def get(name, **overrides):
+        key = (name, tuple(sorted(overrides.items())))
+        if key not in cache:
+            problem = models.get(name, **overrides)
+            cache[key] = problem, jax.jit(jax.value_and_grad(problem.cost))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def float32_batch_costs():
+    """name -> (problem, jitted vmapped cost) in float32, shared by the random-controls and the
+    TSMC checks, which evaluate batches of the same size (``BATCH``) on one compiled function."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            problem = models.get(name)
+            cache[name] = problem, jax.jit(jax.vmap(problem.cost))
+        return cache[name]
+
+    return get
+
+
+BATCH = 32  # the TSMC check's particles and prior draws; the random-controls check runs 2 batches
+
+
 @pytest.mark.parametrize("name", models.names())
-def test_gradient_matches_central_finite_differences(name):
+def test_gradient_matches_central_finite_differences(float64_costs, name):
     with jax.enable_x64(True):
-        problem = models.get(name)
+        problem, value_and_grad = float64_costs(name)
         u = _interior_controls(problem, jax.random.key(1))
-        value_and_grad = jax.jit(jax.value_and_grad(problem.cost))
         _, grad = value_and_grad(u)
         assert grad.dtype == jnp.float64
         eps = 1e-6
@@ -66,25 +102,28 @@ def test_gradient_matches_central_finite_differences(name):
 
 
 @pytest.mark.parametrize("name", sorted(NUMPY_COSTS))
-def test_cost_matches_independent_numpy_implementation(name):
+def test_cost_matches_independent_numpy_implementation(float64_costs, name):
     reference = NUMPY_COSTS[name]
     with jax.enable_x64(True):
-        problem = models.get(name)
+        problem, value_and_grad = float64_costs(name)  # the cost is its value (the compiled rollout)
         zeros = jnp.zeros(problem.controls_shape)
-        np.testing.assert_allclose(float(problem.cost(zeros)), reference(np.zeros(problem.controls_shape)), rtol=1e-10)
+        np.testing.assert_allclose(float(value_and_grad(zeros)[0]), reference(np.zeros(problem.controls_shape)),
+                                   rtol=1e-10)
         # and away from zero, beyond the bounds too (the clipping must agree)
         u = _interior_controls(problem, jax.random.key(2), shrink=1.2)
-        np.testing.assert_allclose(float(problem.cost(u)), reference(np.asarray(u)), rtol=1e-9)
+        np.testing.assert_allclose(float(value_and_grad(u)[0]), reference(np.asarray(u)), rtol=1e-9)
 
 
 @pytest.mark.parametrize("integrator", ["euler", "rk4"])
 @pytest.mark.parametrize("name", ["cartpole", "acrobot"])
-def test_integrators_match_numpy(name, integrator):
+def test_integrators_match_numpy(float64_costs, name, integrator):
     with jax.enable_x64(True):
-        problem = models.get(name, integrator=integrator)
+        # the default integrator's problem is the one the tests above compiled: the same function
+        default = models.module(name).DEFAULTS["integrator"]
+        problem, value_and_grad = float64_costs(name, **({} if integrator == default else {"integrator": integrator}))
         u = _interior_controls(problem, jax.random.key(3))
-        np.testing.assert_allclose(float(problem.cost(u)), NUMPY_COSTS[name](np.asarray(u), integrator=integrator),
-                                   rtol=1e-9)
+        np.testing.assert_allclose(float(value_and_grad(u)[0]),
+                                   NUMPY_COSTS[name](np.asarray(u), integrator=integrator), rtol=1e-9)
 
 
 def test_double_integrator_reference_is_the_constrained_optimum():
@@ -101,23 +140,23 @@ def test_double_integrator_reference_is_the_constrained_optimum():
 
 
 @pytest.mark.parametrize("name", models.names())
-def test_costs_finite_over_random_controls(name):
-    problem = models.get(name)
+def test_costs_finite_over_random_controls(float32_batch_costs, name):
+    problem, batch_cost = float32_batch_costs(name)
     low, high = _box(problem)
     mid, half = (low + high) / 2, (high - low) / 2
     # uniform over twice the box: half the entries are out of bounds and get clipped
-    u = mid + 2 * half * jax.random.uniform(jax.random.key(5), (64,) + problem.controls_shape, minval=-1, maxval=1)
-    costs = jax.jit(jax.vmap(problem.cost))(u)
-    assert bool(jnp.all(jnp.isfinite(costs)))
+    u = mid + 2 * half * jax.random.uniform(jax.random.key(5), (2 * BATCH,) + problem.controls_shape, minval=-1, maxval=1)
+    costs = jnp.concatenate([batch_cost(u[:BATCH]), batch_cost(u[BATCH:])])  # 64 draws, as 2 batches
+    assert costs.shape == (64,) and bool(jnp.all(jnp.isfinite(costs)))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in models.names() if n != "lqr"])  # lqr: the TSMC tests' own
-def test_short_tsmc_lowers_best_cost_well_below_the_prior(name):
-    problem = models.get(name)
-    n = 32
+def test_short_tsmc_lowers_best_cost_well_below_the_prior(float32_batch_costs, name):
+    problem, batch_cost = float32_batch_costs(name)
+    n = BATCH
     prior = pc.control_prior(problem).sample(jax.random.key(6), (n,))
-    prior_costs = np.asarray(jax.jit(jax.vmap(problem.cost))(prior))
+    prior_costs = np.asarray(batch_cost(prior))
     result = TSMC(pc.trajectory_model(problem), num_particles=n, num_moves=2, num_leapfrog=5,
                   progress_bar=False).run(jax.random.key(7))
     best = float(np.min(result.samples["cost"]))

@@ -144,24 +144,32 @@ def test_configuration_errors_name_the_cause(kwargs, message):
         TSMC(model, **kwargs)
 
 
-def test_max_stages_warns_and_reports_final_beta():
-    algo = TSMC(pc.trajectory_model(models.get("lqr", horizon=3, temperature=0.01)), num_particles=64,
-                num_moves=1, num_leapfrog=2, max_stages=2, progress_bar=False)
+@pytest.fixture(scope="module")
+def small_lqr_tsmc():
+    """A small TSMC (64 particles, fixed moves, 10-variable LQR) and its twin stopped after two
+    stages; the max_stages and checkpoint tests share their compiled stages."""
+    model = pc.trajectory_model(models.get("lqr", horizon=4, temperature=0.1))
+    config = dict(num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False)
+    return model, TSMC(model, **config), TSMC(model, max_stages=2, **config)
+
+
+def test_max_stages_warns_and_reports_final_beta(small_lqr_tsmc):
+    _, _, stopped = small_lqr_tsmc
     with pytest.warns(UserWarning, match="max_stages"):
-        result = algo.run(jax.random.key(0))
+        result = stopped.run(jax.random.key(0))
     assert result.config["final_beta"] < 1.0 and result.config["num_stages"] == 2
 
 
-def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
-    model = pc.trajectory_model(models.get("lqr", horizon=4, temperature=0.1))
+def test_checkpoint_resume_gives_the_uninterrupted_result(small_lqr_tsmc, tmp_path):
+    model, algo, stopped = small_lqr_tsmc
     path = str(tmp_path / "run.npz")
-    full = TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False).run(jax.random.key(7))
+    full = algo.run(jax.random.key(7))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, max_stages=2,
-             progress_bar=False).run(jax.random.key(7), checkpoint=path)
-    resumed = TSMC(model, num_particles=64, num_moves=2, num_leapfrog=3, progress_bar=False).run(
-        jax.random.key(7), checkpoint=path)
+        stopped.run(jax.random.key(7), checkpoint=path)
+    # Resumed by the other instance: what it needs comes from the file the stopped one wrote
+    # (a compiled stage holds no run state), and it compiles nothing new.
+    resumed = algo.run(jax.random.key(7), checkpoint=path)
     assert resumed.config["num_stages"] == full.config["num_stages"] > 2
     np.testing.assert_array_equal(resumed.samples["controls"], full.samples["controls"])
     np.testing.assert_array_equal(resumed.stats["beta"], full.stats["beta"])
