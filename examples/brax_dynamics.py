@@ -33,12 +33,16 @@ def main(argv=None):
     # A narrow prior (0.2 of the [-1, 1] force range): the pole starts near upright, so good
     # controls are small corrections and wide random pushes would only need undoing.
     model = pc.trajectory_model(problem, prior_scale=0.2)
-    zero_cost = float(problem.cost(jnp.zeros(problem.controls_shape)))
+    # The cost and the last observation of a control sequence in one compiled function: a Brax
+    # rollout takes seconds to compile, and called eagerly each call would compile its own.
+    cost_and_final = jax.jit(lambda u: (problem.cost(u), problem.observation(
+        jax.tree.map(lambda leaf: leaf[-1], problem.trajectory(u)))))
+    zero_cost = float(cost_and_final(jnp.zeros(problem.controls_shape))[0])
     algo = MDPO(model, num_particles=2 if args.quick else 8, num_steps=5 if args.quick else 200,
                 progress_bar=not args.quick)
     result = algo.run(jax.random.key(0))
     best = result.best()
-    final = problem.observation(jax.tree.map(lambda leaf: leaf[-1], problem.trajectory(best["controls"])))
+    _, final = cost_and_final(jnp.asarray(best["controls"], jnp.zeros(problem.controls_shape).dtype))
     print(result)
     print(f"cost with zero force {zero_cost:.4f}; lowest MDPO cost {float(best['cost']):.4f}")
     print("final observation [x, theta, x_dot, theta_dot]:", np.round(np.asarray(final), 3))
