@@ -74,8 +74,8 @@ METHODS = {
 }
 # method -> pc.mpc options beyond the planner (the same compiled planner as "tsmc_warm")
 MPC_OPTIONS = {"tsmc_warm_mean": dict(action="mean")}
-LABELS = {"tsmc_warm": "TSMC, warm", "tsmc_warm_mean": "TSMC, warm, mean action", "tsmc_cold": "TSMC, cold", "mppi": "MPPI", "cem": "CEM",
-          "gradient_descent": "gradient descent (Adam)"}
+LABELS = {"tsmc_warm": "TSMC, warm", "tsmc_warm_mean": "TSMC, warm, mean action", "tsmc_cold": "TSMC, cold",
+          "mppi": "MPPI", "cem": "CEM", "gradient_descent": "gradient descent (Adam)"}
 
 
 @dataclasses.dataclass
@@ -284,7 +284,7 @@ def run_comparison(task_names, num_states, seed, quick) -> list[str]:
         loops = evaluate(task, planners, states, jax.random.fold_in(key, 2))
         for m in methods:
             knob = METHODS[m][2]
-            budget = (f"{TSMC_BASE['num_particles']} particles, adaptive stages" if METHODS[m][2] is None
+            budget = (f"{TSMC_BASE['num_particles']} particles, adaptive stages" if knob is None
                       else f"{knob}={budgets[m]}" + (", adaptive stages" if m == "tsmc_cold" else ""))
             rows.append(table_rows(name, LABELS[m], budget, summary(task, loops[m])))
             print(rows[-1], flush=True)

@@ -37,12 +37,13 @@ def main(argv=None):
     # rollout takes seconds to compile, and called eagerly each call would compile its own.
     cost_and_final = jax.jit(lambda u: (problem.cost(u), problem.observation(
         jax.tree.map(lambda leaf: leaf[-1], problem.trajectory(u)))))
-    zero_cost = float(cost_and_final(jnp.zeros(problem.controls_shape))[0])
+    zeros = jnp.zeros(problem.controls_shape)
+    zero_cost = float(cost_and_final(zeros)[0])
     algo = MDPO(model, num_particles=2 if args.quick else 8, num_steps=5 if args.quick else 200,
                 progress_bar=not args.quick)
     result = algo.run(jax.random.key(0))
     best = result.best()
-    _, final = cost_and_final(jnp.asarray(best["controls"], jnp.zeros(problem.controls_shape).dtype))
+    _, final = cost_and_final(jnp.asarray(best["controls"], zeros.dtype))  # same dtype: no recompile
     print(result)
     print(f"cost with zero force {zero_cost:.4f}; lowest MDPO cost {float(best['cost']):.4f}")
     print("final observation [x, theta, x_dot, theta_dot]:", np.round(np.asarray(final), 3))

@@ -164,16 +164,21 @@ def _diagnostics(result: Result) -> dict:
     return out
 
 
-def _chosen_plan(result: Result, clip_all) -> np.ndarray:
-    """The weighted mean of the particles' clipped plans (``action="mean"``); particles whose
-    plan or weight is not finite count for nothing, and with none left the best plan is used."""
-    plans = np.asarray(clip_all(jnp.asarray(result.samples[CONTROLS_SITE])), dtype=np.float64)
+def _applied_plan(result: Result, action: str, clip_all) -> np.ndarray:
+    """The plan whose first action is applied: the lowest-cost particle's (``"best"``), or the
+    weighted mean of the particles' clipped plans (``"mean"``), where particles whose plan or
+    weight is not finite count for nothing; with none left, the best plan."""
+    controls = np.asarray(result.samples[CONTROLS_SITE])
+    best = controls[result.best_index()]
+    if action == "best":
+        return best
+    plans = np.array(clip_all(jnp.asarray(controls)), dtype=np.float64)
     finite = np.all(np.isfinite(plans.reshape(plans.shape[0], -1)), axis=1)
     weights = np.where(finite, np.nan_to_num(result.weights), 0.0)
     if not weights.sum() > 0:
-        return np.asarray(result.samples[CONTROLS_SITE])[result.best_index()]
-    mean = np.tensordot(weights / weights.sum(), np.where(finite.reshape((-1,) + (1,) * (plans.ndim - 1)), plans, 0.0), axes=1)
-    return mean.astype(np.asarray(result.samples[CONTROLS_SITE]).dtype)
+        return best
+    plans[~finite] = 0.0
+    return np.tensordot(weights / weights.sum(), plans, axes=1).astype(controls.dtype)
 
 
 def _all_finite(tree) -> bool:
@@ -290,8 +295,7 @@ def mpc(
                 result = algorithm.run(jax.random.fold_in(key_plan, t), x, init=init)
             else:
                 result = algorithm.run(jax.random.fold_in(key_plan, t), x)
-            plan = _chosen_plan(result, clip_all) if action == "mean" else \
-                np.asarray(result.samples[CONTROLS_SITE])[result.best_index()]
+            plan = _applied_plan(result, action, clip_all)
             u = clip(plan[0])
             times.append(time.perf_counter() - start)
             costs.append(float(stage_cost(x, u)))

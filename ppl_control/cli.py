@@ -781,6 +781,7 @@ def _add_mpc_parser(sub) -> None:
     mpc.add_argument("--leapfrog", type=_positive_int, default=None, help="leapfrog steps per HMC move")
     mpc.add_argument("--max-stages", type=_positive_int, default=None, help="TSMC's stage cap per re-plan")
     mpc.add_argument("--cold", action="store_true", help="plan every step from the prior (no warm start)")
+    # pc.mpc's ACTIONS, written out: importing _mpc here would load JAX for every command
     mpc.add_argument("--action", choices=("best", "mean"), default="best",
                      help="apply the lowest-cost plan's first action (best, default) or the particles' "
                           "weighted mean (mean: the path-integral control, as MPPI does)")

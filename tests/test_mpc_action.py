@@ -6,7 +6,7 @@ import pytest
 
 import ppl_control as pc
 from ppl_control import Result, models
-from ppl_control._mpc import _chosen_plan
+from ppl_control._mpc import _applied_plan
 from ppl_control.inference import TSMC
 
 LQR = dict(horizon=10, temperature=1e-2)
@@ -49,10 +49,10 @@ def test_mean_plan_is_weighted_clipped_and_skips_bad_particles():
     log_w = np.log(np.array([0.5, 0.25, 0.125, 0.125]))
     # the NaN particle counts for nothing; 3.0 is clipped to 1.0 first
     expected = (0.5 * 0.5 + 0.25 * 1.0 + 0.125 * -0.5) / 0.875
-    np.testing.assert_allclose(_chosen_plan(_result(controls, log_w), clip)[0, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(_applied_plan(_result(controls, log_w), "mean", clip)[0, 0], expected, rtol=1e-6)
     # no usable particle left: the best particle's plan instead of a NaN
     bad = np.full((2, 1, 1), np.nan)
-    assert _chosen_plan(_result(bad, np.log([0.5, 0.5])), clip).shape == (1, 1)
+    assert _applied_plan(_result(bad, np.log([0.5, 0.5])), "mean", clip).shape == (1, 1)
 
 
 def test_unknown_action_is_named():
