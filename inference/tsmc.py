@@ -14,11 +14,14 @@ where the log-likelihood is every observed site of the model (for a control prob
 2. adds ``log mean(incremental weights)`` to the log-evidence estimate;
 3. evaluates the gradients at the new temperature, fits the HMC metric to the weighted
    particles' positions and gradients (``metric``), then resamples (``resampling``);
-4. moves every particle with HMC transitions that leave ``pi_beta_next`` invariant, gradients
-   exact through the rollout (``hmc``), tuning themselves from the population (``rejuvenation``,
-   ``tuning``): the step size toward ``target_accept``, the trajectory length by the
-   decorrelation per gradient a probe move measures, the number of moves until the particles have
-   decorrelated from where resampling put them.
+4. moves the particles with HMC transitions that leave ``pi_beta_next`` invariant, gradients
+   exact through the rollout (``hmc``), tuning themselves from the population (``tuning``): the
+   step size toward ``target_accept``, the trajectory length by the decorrelation per gradient a
+   probe move measures. By default the moves are *waste-free* (``waste_free``, Dau & Chopin
+   2022): ``N / P`` resampled particles each start a chain of ``P - 1`` moves and all ``P``
+   states of every chain are kept, so lineages travel far for about one move's gradients;
+   ``chain_length=None`` resamples and moves all ``N``, as many moves as it takes the particles to
+   decorrelate from where resampling put them (``rejuvenation``).
 
 The stage is one compiled function; a run is a short Python loop over stages (tens), which drives
 the progress bar and the optional checkpoint.
@@ -57,6 +60,7 @@ from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
 from .tuning import DEFAULT_MAX_UNMOVED
 from .tempering import incremental_log_weights, log_ess, next_delta
+from .waste_free import check_chain_length, rejuvenate_waste_free
 from .warm_start import as_site_values, fit_reference, init_digest
 
 # The trajectory length the first stage's probe starts from (it tries up to twice this); later
@@ -156,19 +160,20 @@ class TSMC:
 
     Args:
       model: a NumPyro model with continuous latent sites and at least one observed site.
-      num_particles: the population size ``N`` (>= 2). At a fixed gradient budget each particle's
-        lineage travels about ``1/N`` as far: when the best controller matters more than the
-        evidence, fewer particles with a larger ``max_leapfrog`` (64 and 1024) found cheaper
-        swing-ups; for an accurate log evidence on sharp targets use more (``docs/algorithms/tsmc.md``).
+      num_particles: the population size ``N`` (>= 2): what the weights, the metric fit and the
+        evidence are computed from. With waste-free moves (``chain_length``, the default) it
+        costs about one move's worth of gradients per stage; for an accurate log evidence on sharp
+        targets use more (1024: ``docs/algorithms/tsmc.md``).
       target_ess: the fraction of the ESS kept by each temperature increment, in ``(0, 1)``.
-      num_moves: HMC moves per particle per stage. Default ``None``: adapt, moving until the
-        particles' remaining correlation with the stage's start is at most ``target_correlation``
-        (and, if set, at most ``max_unmoved`` of them are still where resampling put them), at
-        least 1, or 2 when the length adapts too, at most ``max_moves`` (``inference.tuning``).
+      num_moves: with ``chain_length=None``, HMC moves per particle per stage. Default ``None``:
+        adapt, moving until the particles' remaining correlation with the stage's start is at most
+        ``target_correlation`` (and, if set, at most ``max_unmoved`` of them are still where
+        resampling put them), at least 1, or 2 when the length adapts too, at most ``max_moves``
+        (``inference.tuning``). Giving it turns the default ``chain_length="auto"`` off.
       num_leapfrog: leapfrog steps per HMC move. Default ``None``: adapt, each stage's first move
         probing lengths up to twice the previous stage's and keeping the one that decorrelates the
         particles most per gradient (at most ``max_leapfrog``).
-      max_moves: the cap on adaptive moves per stage.
+      max_moves: the cap on adaptive moves per stage (standard rejuvenation).
       max_leapfrog: the cap on the adaptive trajectory length.
       target_correlation: adaptive moves stop once the particles' estimated correlation with where
         the stage started is at or below this, in ``(0, 1)``.
@@ -205,6 +210,14 @@ class TSMC:
         grows with the batch, not the population. Default ``None``: all at once. The per-device
         population is split into the fewest equal batches no larger than this (a divisor of
         ``num_particles / num_devices`` wastes nothing; otherwise the last batch is padded).
+      chain_length: waste-free moves (``inference.waste_free``, Dau & Chopin 2022): each stage
+        resamples ``N / chain_length`` particles, runs a chain of ``chain_length - 1`` self-tuned
+        HMC moves from each and keeps every state, so each lineage travels ``chain_length - 1``
+        moves a stage for about one move's gradients. Default ``"auto"``: the longest chain up to
+        16 that leaves at least 8 chains (spread evenly over the devices); ``None`` (or a fixed
+        ``num_moves``): standard rejuvenation, every particle resampled and moved until decorrelated.
+        On barrier-crossing swing-ups it is the travel that finds the cheaper basin
+        (``benchmarks.tsmc_vs_nuts``).
     """
 
     method = "tsmc"
@@ -217,7 +230,7 @@ class TSMC:
         num_moves: int | None = None,
         num_leapfrog: int | None = None,
         max_moves: int = 10,
-        max_leapfrog: int = 128,
+        max_leapfrog: int = 512,
         target_correlation: float = 0.5,
         max_unmoved: float = DEFAULT_MAX_UNMOVED,
         step_size: float | None = None,
@@ -231,6 +244,7 @@ class TSMC:
         progress_bar: bool | str = "auto",
         devices=None,
         batch_size: int | None = None,
+        chain_length: int | str | None = "auto",
     ):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -256,6 +270,8 @@ class TSMC:
         self.init_spread = check_positive("init_spread", init_spread)
         self.progress_bar = check_progress_bar(progress_bar)
         self.layout = ParticleLayout.build(self.num_particles, devices, batch_size)
+        self.chain_length = check_chain_length(chain_length, self.num_particles, self.layout.num_devices,
+                                               self.num_moves)
         self.move_settings = MoveSettings(
             num_moves=self.num_moves, max_moves=self.max_moves, num_leapfrog=self.num_leapfrog,
             max_leapfrog=self.max_leapfrog, target_correlation=self.target_correlation,
@@ -277,7 +293,7 @@ class TSMC:
             step_size=self.step_size,
             target_accept=self.target_accept, resampling=self.resampling, max_stages=self.max_stages,
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
-            init_spread=self.init_spread, **self.layout.config,
+            init_spread=self.init_spread, chain_length=self.chain_length, **self.layout.config,
         )
 
     def _latent_names(self, model_args, model_kwargs) -> tuple:
@@ -337,10 +353,13 @@ class TSMC:
         # 3-4. gradients at the new temperature, metric, resampling, self-tuned HMC moves.
         value_and_grad = jax.value_and_grad(path_target(ld, reference, beta), has_aux=True)
         aux = (state.log_start, state.log_likelihood, state.cost)
-        z, _, (lp, ll, cost), step_size, length, moves, metric_info = rejuvenate(
-            rng_key, state.particles, weights, aux, value_and_grad, self.resample, self._metric_kind(dim),
-            state.step_size, state.num_leapfrog, self.move_settings, self.layout,
-        )
+        arguments = (rng_key, state.particles, weights, aux, value_and_grad, self.resample,
+                     self._metric_kind(dim), state.step_size, state.num_leapfrog, self.move_settings)
+        if self.chain_length is None:
+            moved = rejuvenate(*arguments, self.layout)
+        else:
+            moved = rejuvenate_waste_free(*arguments, self.chain_length, self.layout)
+        z, _, (lp, ll, cost), step_size, length, moves, metric_info = moved
         cost_min, cost_mean = finite_min_mean(cost)
         new_state = TSMCState(z, lp, ll, cost, beta, step_size, length,
                               state.log_evidence + log_evidence_increment, state.stage + 1)

@@ -112,11 +112,25 @@ _FOUR_DEVICES = textwrap.dedent(
     def spread(x):
         return len(x.sharding.device_set), [s.data.shape[0] for s in x.addressable_shards]
 
-    one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1])
-    four = TSMC(model, num_particles=64, progress_bar=False)  # every device by default
+    # Whole runs compared with standard rejuvenation: waste-free chains (the default) amplify float
+    # rounding along their sequential moves (an accept decided by 1e-7 sends a chain elsewhere), so
+    # they are compared one stage at a time below.
+    one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1], chain_length=None)
+    four = TSMC(model, num_particles=64, progress_bar=False, chain_length=None)  # every device by default
     state = four._init(jax.random.key(1), (), {}, None)
     state, _ = four._stage(jax.random.key(2), state, (), {}, None)
     out["tsmc_spread"] = [spread(state.particles), spread(state.log_likelihood)]
+    chains_one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1])
+    chains_four = TSMC(model, num_particles=64, progress_bar=False)
+    start = chains_one._init(jax.random.key(1), (), {}, None)
+    stage_one, _ = chains_one._stage(jax.random.key(2), start, (), {}, None)
+    stage_four, _ = chains_four._stage(jax.random.key(2), chains_four.layout.put(start), (), {}, None)
+    out["waste_free"] = dict(
+        chain_length=[chains_one.chain_length, chains_four.chain_length],
+        spread=spread(stage_four.particles),
+        particles=float(jnp.max(jnp.abs(stage_one.particles - stage_four.particles))),
+        log_evidence=[float(stage_one.log_evidence), float(stage_four.log_evidence)],
+    )
     a, b = one.run(jax.random.key(0)), four.run(jax.random.key(0))
     out["tsmc"] = dict(
         num_devices=[a.config["num_devices"], b.config["num_devices"]],
@@ -176,6 +190,16 @@ def test_tsmc_on_four_devices_equals_one_device(four_devices):
     assert tsmc["moves"][0] == tsmc["moves"][1]
     assert tsmc["controls"] < 1e-3  # the controls are O(1): float rounding, not another path
     assert tsmc["log_evidence"][1] == pytest.approx(tsmc["log_evidence"][0], abs=1e-3)
+
+def test_waste_free_stage_on_four_devices_equals_one_device(four_devices):
+    """One stage of waste-free moves (8 chains of 8, 2 chains a device): the chains' states stay
+    spread over the devices and equal the single-device stage's to float rounding."""
+    chains = four_devices["waste_free"]
+    assert chains["chain_length"] == [8, 8]
+    assert chains["spread"] == [4, [16, 16, 16, 16]]
+    assert chains["particles"] < 1e-3
+    assert chains["log_evidence"][1] == pytest.approx(chains["log_evidence"][0], abs=1e-4)
+
 
 def test_batches_on_four_devices_are_vmap(four_devices):
     assert four_devices["map_batched"] < 1e-5

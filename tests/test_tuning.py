@@ -124,7 +124,7 @@ def test_user_fixed_moves_and_length_are_respected():
     stats = moves_only.run(jax.random.key(0)).stats
     assert np.all(stats["num_moves"] == 2) and np.all(stats["probe_length"] >= 1)
     assert np.all(stats["num_leapfrog"] <= 16)
-    adaptive = TSMC(_quadratic_model, num_particles=64, max_moves=4, progress_bar=False)
+    adaptive = TSMC(_quadratic_model, num_particles=64, max_moves=4, chain_length=None, progress_bar=False)
     stats = adaptive.run(jax.random.key(0)).stats
     assert np.all((stats["num_moves"] >= 1) & (stats["num_moves"] <= 4))
 

@@ -1,0 +1,200 @@
+"""Waste-free rejuvenation (Dau & Chopin 2022): few long chains whose every state is kept.
+
+Standard rejuvenation (``inference.rejuvenation``) resamples ``N`` particles and moves each of them
+``K`` times, keeping only the last state: ``N K L`` gradients per stage (``L`` leapfrog steps a
+move), and each lineage travels ``K`` moves. Waste-free SMC resamples only ``M = N / P`` particles,
+runs an MCMC chain of ``P - 1`` moves from each and keeps *all* ``P`` states of every chain (its
+start included) as the next population of ``N``. That costs ``N (P - 1) / P L`` gradients a stage,
+about one move's worth of standard SMC, while every lineage travels ``P - 1`` moves.
+
+Why it helps: at a fixed gradient budget a lineage of standard SMC with ``N`` particles travels
+about ``1 / N`` as far as one long chain, and on barrier-crossing targets (a swing-up whose cheaper
+basin lies beyond a ridge) it is travel that finds the cheaper basin. Shrinking ``N`` buys travel but
+costs the evidence and robustness; waste-free keeps ``N`` for the weights, the metric fit and the
+evidence while the chains travel. The states of a chain are correlated, so the population carries
+less information than ``N`` independent draws; Dau & Chopin show the estimates stay consistent as
+``M`` or ``P`` grows and that the evidence estimate is the usual one over all ``N`` particles.
+
+The moves are the same self-tuning HMC moves as in standard rejuvenation: the refresh evaluates
+every weighted particle at the new temperature (for the metric fit), the first move is a probe that
+chooses the trajectory length when it adapts (``inference.tuning``), and the step size adapts after
+every move. Only the number of moves is fixed, by the chain length.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._parallel import ParticleLayout
+from .hmc import hmc_move
+from .metric import fit_metric
+from .rejuvenation import MoveSettings, MovesInfo, log_likelihood_of
+from .tuning import best_length, next_step_size, remaining_correlation, whitened_spread
+
+
+# ``chain_length="auto"`` picks the longest chain up to this that splits the population evenly.
+# Longer chains travel further per stage at the same gradient cost but leave fewer independent
+# ancestors (N / P): on the LQR closed form at 1024 particles P = 16 kept the log evidence within
+# 0.11 nats median at temperatures 1 to 0.005 and P = 32 drifted to -0.37 at 0.005
+# (BENCHMARKS.md, "TSMC beside BlackJAX").
+AUTO_CHAIN_LENGTH = 16
+# ... and keeps at least this many chains (fewer and standard rejuvenation is used instead): the
+# step size adapts from the chains' acceptance after every move, and with 4 chains one accept more
+# or less moves it enough to send the run elsewhere (a perturbation of 1e-6 in the particles grew
+# to differences of O(1) within two stages on the LQR; with 8 chains, 3e-3 after three).
+MIN_CHAINS = 8
+
+
+def check_chain_length(chain_length, num_particles: int, num_devices: int, num_moves=None) -> int | None:
+    """The chain length ``P`` a TSMC uses: ``None`` for standard rejuvenation, or an integer
+    ``P >= 2`` such that ``num_particles / P`` chains split evenly over the devices.
+
+    ``"auto"`` (TSMC's default) resolves to the largest ``P <= AUTO_CHAIN_LENGTH`` that leaves at
+    least ``MIN_CHAINS`` chains, evenly over the devices, or to ``None`` when there is none or the
+    user fixed ``num_moves`` (a fixed move count is standard rejuvenation's knob).
+
+    Raises:
+      ValueError: an explicit ``chain_length`` that is not an integer >= 2, does not divide
+        ``num_particles``, leaves a number of chains the devices do not divide, or comes with a fixed
+        ``num_moves``.
+    """
+    if chain_length is None:
+        return None
+    if chain_length == "auto":
+        if num_moves is not None:
+            return None
+        fits = [p for p in range(2, AUTO_CHAIN_LENGTH + 1)
+                if num_particles % p == 0 and num_particles // p >= MIN_CHAINS and (num_particles // p) % num_devices == 0]
+        return max(fits, default=None)
+    if isinstance(chain_length, bool) or not isinstance(chain_length, int) or chain_length < 2:
+        raise ValueError(f"chain_length must be an integer >= 2, 'auto' or None, got {chain_length!r}")
+    if num_particles % chain_length:
+        raise ValueError(
+            f"chain_length ({chain_length}) must divide num_particles ({num_particles}): the population is "
+            f"num_particles / chain_length chains of chain_length states each"
+        )
+    num_chains = num_particles // chain_length
+    if num_chains % num_devices:
+        raise ValueError(
+            f"num_particles / chain_length = {num_chains} chains must be a multiple of the number of devices "
+            f"({num_devices}) the particles are sharded over"
+        )
+    if num_moves is not None:
+        raise ValueError(
+            f"num_moves and chain_length both fix the moves per stage: a waste-free chain of chain_length="
+            f"{chain_length} states makes chain_length - 1 moves; give one of them (chain_length=None for "
+            f"standard rejuvenation with num_moves moves)"
+        )
+    return chain_length
+
+
+class _Chains(NamedTuple):
+    z: jax.Array
+    logp: jax.Array
+    grad: jax.Array
+    aux: tuple
+
+
+class _Tuning(NamedTuple):
+    step_size: jax.Array
+    integration_time: jax.Array  # length * step of the moves after the probe
+    length: jax.Array
+
+
+def rejuvenate_waste_free(
+    rng_key: jax.Array,
+    particles: jax.Array,
+    weights: jax.Array,
+    aux: tuple,
+    value_and_grad,
+    resample,
+    metric_kind: str,
+    step_size: jax.Array,
+    previous_length: jax.Array,
+    settings: MoveSettings,
+    chain_length: int,
+    layout: ParticleLayout | None = None,
+):
+    """Fit the metric, resample ``N / chain_length`` particles and run a chain from each, keeping
+    every state: the waste-free counterpart of ``rejuvenation.rejuvenate``, with its arguments and
+    returns (``settings.num_moves`` and ``max_moves`` are not used: every chain makes
+    ``chain_length - 1`` moves).
+
+    The returned population is ordered chain by chain (chain ``m``'s states are rows
+    ``m P ... m P + P - 1``), so with several devices each device's chains stay on it. Per-particle
+    diagnostics are those of the particle's chain.
+    """
+    del aux  # the refresh recomputes it; it only fixed shapes for standard rejuvenation
+    n, dim = particles.shape
+    num_chains = n // chain_length
+    num_moves = chain_length - 1
+    adaptive_length = settings.num_leapfrog is None
+    buffer = settings.max_leapfrog if adaptive_length else 0
+    probe_length = jnp.clip(2 * previous_length, 1, settings.max_leapfrog).astype(jnp.int32)
+    fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
+    layout = ParticleLayout(n, None, None) if layout is None else layout
+    chains_layout = ParticleLayout(num_chains, layout.mesh, layout.batch_size)
+    key_resample, key_moves = jax.random.split(rng_key)
+
+    # Refresh: the target and its gradient at every weighted particle, for the metric fit.
+    (logp, aux), grad = layout.map(value_and_grad)(particles)
+    metric, metric_info = fit_metric(particles, grad, weights, metric_kind)
+    spread = whitened_spread(metric, particles, weights)
+    ancestors = resample(key_resample, weights, num_chains)
+    take = lambda x: chains_layout.constrain(x[ancestors])
+    start = _Chains(take(particles), take(logp), take(grad), jax.tree.map(take, aux))
+
+    def move(carry, index):
+        chains, tuning = carry
+        probing = (index == 0) & adaptive_length
+        length = jnp.where(probing, probe_length, tuning.length)
+        keys = chains_layout.constrain(jax.random.split(jax.random.fold_in(key_moves, index), num_chains))
+        z, lp, g, a, info = chains_layout.map(lambda key, z, logp, grad, aux: hmc_move(
+            key, z, logp, grad, aux, value_and_grad, tuning.step_size, metric, length, settings.step_jitter,
+            False, buffer, probing, watch=log_likelihood_of,
+        ))(keys, *chains)
+        step = next_step_size(tuning.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
+        integration_time = tuning.integration_time
+        if adaptive_length:
+            chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
+                                 log_likelihood_of(chains.aux), probe_length, spread)
+            integration_time = jnp.where(probing, chosen * tuning.step_size, integration_time)
+            next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
+        else:
+            next_length = fixed_length
+        moved = _Chains(z, lp, g, a)
+        record = (z, lp, a, info.acceptance_rate, info.diverging, info.step_size, length, tuning.step_size,
+                  jnp.any(z != chains.z, axis=-1))
+        return (moved, _Tuning(step, integration_time, next_length)), record
+
+    tuning = _Tuning(step_size, previous_length * step_size,
+                     previous_length.astype(jnp.int32) if adaptive_length else fixed_length)
+    (last, tuning), record = lax.scan(move, (start, tuning), jnp.arange(num_moves))
+    zs, lps, auxs, acceptance, diverging, jittered, lengths, steps, changed = record
+
+    def population(first, later):  # (M, ...) and (P - 1, M, ...) -> (N, ...), chain by chain
+        states = jnp.concatenate([first[None], later], axis=0)
+        states = jnp.swapaxes(states, 0, 1)
+        return layout.constrain(states.reshape((n,) + states.shape[2:]))
+
+    per_chain = lambda x: layout.constrain(jnp.repeat(x, chain_length, axis=0))
+    info = MovesInfo(
+        num_moves=jnp.asarray(num_moves, jnp.int32),
+        num_leapfrog=tuning.length,
+        probe_length=probe_length if adaptive_length else jnp.zeros((), jnp.int32),
+        num_evaluations=(n + num_chains * jnp.sum(lengths)).astype(jnp.int32),
+        acceptance_rate=jnp.mean(acceptance),
+        step_size=jnp.mean(steps),
+        num_divergent=jnp.sum(jnp.any(diverging, axis=0)) * chain_length,  # particles whose chain diverged
+        correlation=remaining_correlation(metric, start.z, last.z, spread, log_likelihood_of(start.aux),
+                                          log_likelihood_of(last.aux)),
+        unmoved_fraction=jnp.mean(~jnp.any(changed, axis=0)),
+        particle_acceptance_rate=per_chain(jnp.mean(acceptance, axis=0)),
+        particle_diverging=per_chain(jnp.any(diverging, axis=0)),
+        particle_step_size=per_chain(jittered[-1]),
+    )
+    z = population(start.z, zs)
+    return (z, population(start.logp, lps), jax.tree.map(population, start.aux, auxs), tuning.step_size,
+            tuning.length, info, metric_info)
