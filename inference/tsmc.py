@@ -175,12 +175,12 @@ class TSMC:
         particles most per gradient (at most ``max_leapfrog``).
       max_moves: the cap on adaptive moves per stage (standard rejuvenation).
       max_leapfrog: the cap on the adaptive trajectory length.
-      target_correlation: adaptive moves stop once the particles' estimated correlation with where
-        the stage started is at or below this, in ``(0, 1)``.
-      max_unmoved: adaptive moves also go on while more than this fraction of the particles are
-        still where resampling put them, every move they tried rejected (``inference.tuning``).
-        Default 1.0: off. 0.1 makes the log-evidence of very sharp targets more accurate for
-        more gradients (``benchmarks.tsmc_vs_blackjax``).
+      target_correlation: (standard rejuvenation) adaptive moves stop once the particles'
+        estimated correlation with where the stage started is at or below this, in ``(0, 1)``.
+      max_unmoved: (standard rejuvenation) adaptive moves also go on while more than this fraction
+        of the particles are still where resampling put them, every move they tried rejected
+        (``inference.tuning``). Default 1.0: off. 0.1 makes the log-evidence of very sharp targets
+        more accurate for more gradients (``benchmarks.tsmc_vs_blackjax``).
       step_size: the initial HMC step size in whitened coordinates; default ``dim ** -0.25``.
       target_accept: the acceptance rate the step size adapts toward (after every move).
       resampling: ``"systematic"`` (default), ``"stratified"`` or ``"multinomial"``.

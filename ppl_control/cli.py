@@ -81,6 +81,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _chain_length(text: str):
+    """``--chain-length``: an integer >= 2, ``auto`` or ``none`` (kept as the string: the flag's
+    absence is ``None``)."""
+    if text.lower() in ("auto", "none"):
+        return text.lower()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, 'auto' or 'none', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, 'auto' or 'none', got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -115,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="iterations (mdpo, gd, cem, mppi) or warm-up draws (nuts)")
     solve.add_argument("--moves", type=_positive_int, default=None, help="HMC moves per TSMC stage")
     solve.add_argument("--leapfrog", type=_positive_int, default=None, help="leapfrog steps per HMC move")
+    solve.add_argument("--chain-length", type=_chain_length, default=None,
+                       help="TSMC's waste-free chain length (states kept per resampled particle); 'none' for "
+                            "standard rejuvenation; default: auto")
     solve.add_argument("--max-stages", type=_positive_int, default=None, help="TSMC's stage cap")
     solve.add_argument("--checkpoint", default=None, metavar="PATH",
                        help="save the run there as it goes; the same command resumes it (not nuts)")
@@ -291,15 +308,16 @@ def resolve_model(target: str, *, model_args=(), temperature=None, horizon=None)
 
 
 def make_algorithm(method: str, model, *, particles=None, steps=None, moves=None, leapfrog=None,
-                   max_stages=None, progress_bar=True):
+                   max_stages=None, chain_length=None, progress_bar=True):
     """The algorithm object for ``method`` with the budget flags that were given (others default)."""
     from ppl_control import inference
 
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None}
     common = given(num_particles=particles) | {"progress_bar": progress_bar}
     if method == "tsmc":
-        return inference.TSMC(model, **common, **given(num_moves=moves, num_leapfrog=leapfrog,
-                                                        max_stages=max_stages))
+        chain = {"none": None}.get(chain_length, chain_length) if chain_length is not None else "auto"
+        return inference.TSMC(model, **common, chain_length=chain, **given(num_moves=moves, num_leapfrog=leapfrog,
+                                                                           max_stages=max_stages))
     if method == "nuts":
         kw = given(num_samples=particles, num_warmup=steps)
         return inference.NUTS(model, progress_bar=progress_bar, **kw)
@@ -530,7 +548,7 @@ def cmd_solve(args) -> int:
                          horizon=args.horizon)
     progress_bar = _progress_bar(args)
     budget = dict(particles=args.particles, steps=args.steps, moves=args.moves, leapfrog=args.leapfrog,
-                  max_stages=args.max_stages)
+                  max_stages=args.max_stages, chain_length=args.chain_length)
     summaries = []
     for method in methods:
         if several and not args.json:

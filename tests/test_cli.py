@@ -276,3 +276,20 @@ def test_progress_bar_only_on_a_terminal_unless_asked(capsys):
     last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith("TSMC stage 3: 100%|") and "beta=1.000" in last
     assert "ess=128 acc=0.71 cost_min=3.5" in last and "it/s" not in last and "/1" not in last
+
+
+def test_chain_length_flag_reaches_tsmc():
+    """``--chain-length`` is parsed to TSMC's ``chain_length``: absent means auto, ``none`` means
+    standard rejuvenation, and a length below 2 is refused by argparse with the reason."""
+    import argparse
+
+    import ppl_control as pc
+    from ppl_control import cli, models
+
+    model = pc.trajectory_model(models.get("lqr", horizon=2))
+    make = lambda flag: cli.make_algorithm("tsmc", model, particles=64, chain_length=flag, progress_bar=False)
+    assert make(None).chain_length == 8  # auto: the longest chain up to 16 leaving 8 chains
+    assert make(cli._chain_length("none")).chain_length is None
+    assert make(cli._chain_length("16")).chain_length == 16
+    with pytest.raises(argparse.ArgumentTypeError, match=">= 2"):
+        cli._chain_length("1")
