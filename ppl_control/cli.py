@@ -61,24 +61,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_particles(text: str) -> int:
+def _int_at_least(text: str, minimum: int, not_an_int: str, too_small: str) -> int:
+    """``int(text)`` if it is at least ``minimum``; otherwise argparse's error, ``not_an_int`` or
+    ``too_small`` followed by what was given."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--particles must be an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"--particles must be at least 2, got {value}")
+        raise argparse.ArgumentTypeError(f"{not_an_int}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{too_small}, got {value}")
     return value
+
+
+def _positive_particles(text: str) -> int:
+    return _int_at_least(text, 2, "--particles must be an integer", "--particles must be at least 2")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _int_at_least(text, 1, "expected a positive integer", "expected a positive integer")
 
 
 def _chain_length(text: str):
@@ -86,13 +86,8 @@ def _chain_length(text: str):
     absence is ``None``)."""
     if text.lower() in ("auto", "none"):
         return text.lower()
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, 'auto' or 'none', got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, 'auto' or 'none', got {value}")
-    return value
+    expected = "expected an integer >= 2, 'auto' or 'none'"
+    return _int_at_least(text, 2, expected, expected)
 
 
 def _positive_float(text: str) -> float:
