@@ -55,11 +55,28 @@ class LayoutCache:
         signature = argument_signature(args, kwargs)
         if signature is not None and signature in self._entries:
             return self._entries[signature]
-        ld = log_density(self.model, *args, **kwargs)
-        layout = ModelLayout(ld.dim, tuple(ld.latent_names), dict(ld.latent_shapes), ld.ravel, ld.unravel)
+        layout = _abstract_layout(self.model, args, kwargs)
         if signature is not None:
             self._entries[signature] = layout
         return layout
+
+
+def _abstract_layout(model, args, kwargs) -> ModelLayout:
+    """The model's ``ModelLayout``, read off an abstract trace (``jax.eval_shape``): the model's
+    operations are traced, not run, so nothing is compiled. (Run eagerly, the structural trace
+    dispatched and compiled every operation of the rollout one by one: tens to hundreds of small
+    compilations per model, a Brax rollout's scan among them.) Only shapes, names and the
+    ``ravel_pytree`` maps leave the trace; they hold no traced values.
+    """
+    found = []
+
+    def structure():
+        ld = log_density(model, *args, **kwargs)
+        found.append(ModelLayout(ld.dim, tuple(ld.latent_names), dict(ld.latent_shapes), ld.ravel, ld.unravel))
+        return ld.dim
+
+    jax.eval_shape(structure)
+    return found[0]
 
 
 def final_sites(model, particle_layout, args, kwargs, particles):
