@@ -144,6 +144,21 @@ def _as_typed_key(rng_key):
     return jax.random.wrap_key_data(jnp.asarray(rng_key, dtype=jnp.uint32))
 
 
+def _abstract_latent_names(model, model_args, model_kwargs) -> tuple:
+    """The model's latent site names, read off an abstract trace (``jax.eval_shape``): run eagerly,
+    the structural trace compiled the rollout's operations one by one (53 small compilations on a
+    Brax environment, about 4 CPU-seconds); traced, nothing is compiled."""
+    found = []
+
+    def structure():
+        ld = log_density(model, *model_args, **model_kwargs)
+        found.append(tuple(ld.latent_names))
+        return ld.dim
+
+    jax.eval_shape(structure)
+    return found[0]
+
+
 def _optional(name: str, value, check):
     return None if value is None else check(name, value)
 
@@ -303,7 +318,7 @@ class TSMC:
         signature = argument_signature(model_args, model_kwargs)
         cache = self._latent_names_cache
         if signature is None or signature not in cache:
-            names = tuple(log_density(self.model, *model_args, **model_kwargs).latent_names)
+            names = _abstract_latent_names(self.model, model_args, model_kwargs)
             if signature is None:
                 return names
             cache[signature] = names
