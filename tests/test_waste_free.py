@@ -12,6 +12,8 @@ from ppl_control.inference import resampling
 from ppl_control.inference.rejuvenation import MoveSettings
 from ppl_control.inference.waste_free import check_chain_length, rejuvenate_waste_free
 
+from _lqr_closed_form import assert_matches_lqr_closed_form
+
 
 def test_chains_keep_an_exactly_sampled_gaussian_and_every_state():
     """Exact draws of the correlated 40-d LQR target, equally weighted: resampling 512 of them and
@@ -62,14 +64,8 @@ def test_waste_free_tsmc_matches_the_closed_form_posterior_and_evidence(lqr_wast
     """Same tolerances on the evidence and the mean as the standard run at 1024 particles
     (test_tsmc); the variance bound is wider because 512 correlated states are fewer draws."""
     _, results = lqr_waste_free
-    mean, cov, log_z = models.lqr.gaussian_target()
-    sd = np.sqrt(np.diag(cov))
     for result in results:
-        u = result.samples["controls"].reshape(result.num_particles, -1).astype(np.float64)
-        assert abs(result.log_evidence - log_z) < 0.5
-        assert np.sqrt(np.mean(((u.mean(0) - mean) / sd) ** 2)) < 0.15
-        assert np.max(np.abs(u.var(0) / np.diag(cov) - 1.0)) < 0.4
-        assert result.stats["beta"][-1] == 1.0
+        assert_matches_lqr_closed_form(result, variance_tolerance=0.4)
 
 
 def test_waste_free_stages_make_chain_length_minus_one_moves_and_repeat_bit_for_bit(lqr_waste_free):
