@@ -23,7 +23,6 @@ log-evidence bias was studied).
 
 import argparse
 import time
-from functools import partial
 
 import blackjax
 import blackjax.smc.resampling as bj_resampling
