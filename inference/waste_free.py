@@ -29,7 +29,7 @@ from jax import lax
 
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
-from .metric import fit_metric
+from .metric import Metric, MetricInfo, fit_metric
 from .rejuvenation import MoveSettings, MovesInfo, log_likelihood_of
 from .tuning import best_length, next_step_size, remaining_correlation, whitened_spread
 
@@ -97,7 +97,13 @@ class _Chains(NamedTuple):
     aux: tuple
 
 
-class _Tuning(NamedTuple):
+class _Carry(NamedTuple):
+    blocks: _Chains  # the weighted population as (M, P, ...) blocks, refreshed one block a pass
+    chains: _Chains  # (M, ...) the chains' current states (the refresh's block before the moves)
+    start: _Chains  # (M, ...) the chains' first states (the resampled particles)
+    metric: Metric
+    metric_info: MetricInfo
+    spread: jax.Array
     step_size: jax.Array
     integration_time: jax.Array  # length * step of the moves after the probe
     length: jax.Array
@@ -122,11 +128,16 @@ def rejuvenate_waste_free(
     returns (``settings.num_moves`` and ``max_moves`` are not used: every chain makes
     ``chain_length - 1`` moves).
 
+    One ``lax.scan`` of ``2 P - 1`` passes over ``M = N / P`` particles at a time: passes
+    ``0 .. P - 1`` refresh the target and gradient of one block of ``M`` weighted particles each
+    (a zero-length move, as in standard rejuvenation), after which the metric is fitted and ``M``
+    ancestors resampled; passes ``P .. 2 P - 2`` move the chains. Every pass goes through the same
+    ``hmc_move`` call, so the model's reverse pass is compiled once per stage, not twice.
+
     The returned population is ordered chain by chain (chain ``m``'s states are rows
     ``m P ... m P + P - 1``), so with several devices each device's chains stay on it. Per-particle
     diagnostics are those of the particle's chain.
     """
-    del aux  # the refresh recomputes it; it only fixed shapes for standard rejuvenation
     n, dim = particles.shape
     num_chains = n // chain_length
     num_moves = chain_length - 1
@@ -137,64 +148,83 @@ def rejuvenate_waste_free(
     layout = ParticleLayout(n, None, None) if layout is None else layout
     chains_layout = ParticleLayout(num_chains, layout.mesh, layout.batch_size)
     key_resample, key_moves = jax.random.split(rng_key)
+    as_blocks = lambda x: x.reshape((num_chains, chain_length) + x.shape[1:])  # row m P + b -> [m, b]
+    as_population = lambda x: layout.constrain(x.reshape((n,) + x.shape[2:]))
+    block = lambda x, b: chains_layout.constrain(lax.dynamic_index_in_dim(x, b, axis=1, keepdims=False))
+    put_block = lambda x, value, b: lax.dynamic_update_index_in_dim(x, value, b, axis=1)
 
-    # Refresh: the target and its gradient at every weighted particle, for the metric fit.
-    (logp, aux), grad = layout.map(value_and_grad)(particles)
-    metric, metric_info = fit_metric(particles, grad, weights, metric_kind)
-    spread = whitened_spread(metric, particles, weights)
-    ancestors = resample(key_resample, weights, num_chains)
-    take = lambda x: chains_layout.constrain(x[ancestors])
-    start = _Chains(take(particles), take(logp), take(grad), jax.tree.map(take, aux))
+    def fit_and_resample(c: _Carry) -> _Carry:
+        z, grad, logp = (as_population(x) for x in (c.blocks.z, c.blocks.grad, c.blocks.logp))
+        metric, metric_info = fit_metric(z, grad, weights, metric_kind)
+        ancestors = resample(key_resample, weights, num_chains)
+        take = lambda x: chains_layout.constrain(as_population(x)[ancestors])
+        start = _Chains(*(take(x) for x in c.blocks[:3]), jax.tree.map(take, c.blocks.aux))
+        return c._replace(chains=start, start=start, metric=metric, metric_info=metric_info,
+                          spread=whitened_spread(metric, z, weights))
 
-    def move(carry, index):
-        chains, tuning = carry
-        probing = (index == 0) & adaptive_length
-        length = jnp.where(probing, probe_length, tuning.length)
+    def one_pass(c: _Carry, index):
+        refresh = index < chain_length
+        b = jnp.minimum(index, chain_length - 1)
+        probing = (index == chain_length) & adaptive_length
+        length = jnp.where(probing, probe_length, c.length)
+        here = jax.tree.map(lambda x, y: jnp.where(refresh, block(x, b), y), c.blocks, c.chains)
         keys = chains_layout.constrain(jax.random.split(jax.random.fold_in(key_moves, index), num_chains))
         z, lp, g, a, info = chains_layout.map(lambda key, z, logp, grad, aux: hmc_move(
-            key, z, logp, grad, aux, value_and_grad, tuning.step_size, metric, length, settings.step_jitter,
-            False, buffer, probing, watch=log_likelihood_of,
-        ))(keys, *chains)
-        step = next_step_size(tuning.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
-        integration_time = tuning.integration_time
+            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric, length, settings.step_jitter,
+            refresh, buffer, probing, watch=log_likelihood_of,
+        ))(keys, *here)
+        moved = _Chains(z, lp, g, a)
+        used_step = c.step_size
+        step = next_step_size(c.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
+        step = jnp.where(refresh, c.step_size, step)
+        integration_time = c.integration_time
         if adaptive_length:
             chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
-                                 log_likelihood_of(chains.aux), probe_length, spread)
-            integration_time = jnp.where(probing, chosen * tuning.step_size, integration_time)
+                                 log_likelihood_of(here.aux), probe_length, c.spread)
+            integration_time = jnp.where(probing, chosen * c.step_size, integration_time)
             next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
         else:
             next_length = fixed_length
-        moved = _Chains(z, lp, g, a)
-        record = (z, lp, a, info.acceptance_rate, info.diverging, info.step_size, length, tuning.step_size,
-                  jnp.any(z != chains.z, axis=-1))
-        return (moved, _Tuning(step, integration_time, next_length)), record
+        blocks = jax.tree.map(lambda x, y: jnp.where(refresh, put_block(x, y, b), x), c.blocks, moved)
+        c = c._replace(blocks=blocks, chains=moved, step_size=step, integration_time=integration_time,
+                       length=next_length)
+        c = lax.cond(index == chain_length - 1, fit_and_resample, lambda c: c, c)
+        return c, (z, lp, a, info.acceptance_rate, info.diverging, info.step_size, length, used_step,
+                   jnp.any(z != here.z, axis=-1))
 
-    tuning = _Tuning(step_size, previous_length * step_size,
-                     previous_length.astype(jnp.int32) if adaptive_length else fixed_length)
-    (last, tuning), record = lax.scan(move, (start, tuning), jnp.arange(num_moves))
-    zs, lps, auxs, acceptance, diverging, jittered, lengths, steps, changed = record
+    # Shapes only: the first P passes overwrite the blocks' log densities, gradients and aux.
+    zeros = jnp.zeros((n,), particles.dtype)
+    population = _Chains(particles, zeros, jnp.zeros_like(particles), jax.tree.map(jnp.zeros_like, aux))
+    blocks = jax.tree.map(as_blocks, population)
+    chains = jax.tree.map(lambda x: x[:, 0], blocks)
+    eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
+    scalar = jnp.zeros((), particles.dtype)
+    carry = _Carry(blocks, chains, chains, Metric(eye, eye), MetricInfo(scalar, scalar), scalar + 1.0, step_size,
+                   previous_length * step_size,
+                   previous_length.astype(jnp.int32) if adaptive_length else fixed_length)
+    c, record = lax.scan(one_pass, carry, jnp.arange(chain_length + num_moves))
+    zs, lps, auxs, acceptance, diverging, jittered, lengths, steps, changed = jax.tree.map(
+        lambda x: x[chain_length:], record)
 
-    def population(first, later):  # (M, ...) and (P - 1, M, ...) -> (N, ...), chain by chain
-        states = jnp.concatenate([first[None], later], axis=0)
-        states = jnp.swapaxes(states, 0, 1)
-        return layout.constrain(states.reshape((n,) + states.shape[2:]))
+    def states(first, later):  # (M, ...) and (P - 1, M, ...) -> (N, ...), chain by chain
+        both = jnp.concatenate([first[None], later], axis=0)
+        return as_population(jnp.swapaxes(both, 0, 1))
 
     per_chain = lambda x: layout.constrain(jnp.repeat(x, chain_length, axis=0))
     info = MovesInfo(
         num_moves=jnp.asarray(num_moves, jnp.int32),
-        num_leapfrog=tuning.length,
+        num_leapfrog=c.length,
         probe_length=probe_length if adaptive_length else jnp.zeros((), jnp.int32),
         num_evaluations=(n + num_chains * jnp.sum(lengths)).astype(jnp.int32),
         acceptance_rate=jnp.mean(acceptance),
         step_size=jnp.mean(steps),
         num_divergent=jnp.sum(jnp.any(diverging, axis=0)) * chain_length,  # particles whose chain diverged
-        correlation=remaining_correlation(metric, start.z, last.z, spread, log_likelihood_of(start.aux),
-                                          log_likelihood_of(last.aux)),
+        correlation=remaining_correlation(c.metric, c.start.z, c.chains.z, c.spread,
+                                          log_likelihood_of(c.start.aux), log_likelihood_of(c.chains.aux)),
         unmoved_fraction=jnp.mean(~jnp.any(changed, axis=0)),
         particle_acceptance_rate=per_chain(jnp.mean(acceptance, axis=0)),
         particle_diverging=per_chain(jnp.any(diverging, axis=0)),
         particle_step_size=per_chain(jittered[-1]),
     )
-    z = population(start.z, zs)
-    return (z, population(start.logp, lps), jax.tree.map(population, start.aux, auxs), tuning.step_size,
-            tuning.length, info, metric_info)
+    return (states(c.start.z, zs), states(c.start.logp, lps), jax.tree.map(states, c.start.aux, auxs),
+            c.step_size, c.length, info, c.metric_info)
