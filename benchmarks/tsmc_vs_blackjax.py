@@ -1,12 +1,11 @@
 """TSMC beside BlackJAX's adaptive tempered SMC with HMC moves, on the LQR closed form.
 
 Every sampler gets the same particles, target ESS (0.5) and the same log prior / log likelihood
-(``pc.log_density``). TSMC runs five times: as it ships (waste-free chains of self-tuning moves,
-metric from positions and gradients), with the previous fixed moves (5 HMC moves x 10 leapfrog
-steps per stage), with the metric from the particles' positions alone (``metric="covariance"``),
-with standard rejuvenation (``chain_length=None, max_leapfrog=128``: the defaults before
-waste-free moves), and with standard rejuvenation whose moves go on while more than 10% of the
-particles are still where resampling put them (``max_unmoved=0.1``). BlackJAX runs with those
+(``pc.log_density``). TSMC runs five times: as it ships (self-tuning moves, metric from positions
+and gradients), with the previous fixed moves (5 HMC moves x 10 leapfrog steps per stage), with
+the metric from the particles' positions alone (``metric="covariance"``), with waste-free chains
+of 16 (``chain_length=16, max_leapfrog=512``), and with moves that go on while more than 10% of
+the particles are still where resampling put them (``max_unmoved=0.1``). BlackJAX runs with those
 fixed 5 x 10 moves, set
 up as its documentation suggests: ``adaptive_tempered_smc`` inside ``inner_kernel_tuning``, the
 inverse mass matrix refitted from the particles each stage (``from_particles``: diagonal, or the
@@ -123,8 +122,8 @@ def main(argv=None):
     lines = [
         f"Command: `.venv/bin/python -m benchmarks.tsmc_vs_blackjax --seeds {args.seeds} --particles {args.particles} --write`  ",
         f"Machine: {describe()}  ",
-        f"{args.particles} particles, target ESS {TARGET_ESS}; TSMC as it ships (waste-free chains of self-tuning "
-        "moves), the standard-rejuvenation rows self-tuning too, and every "
+        f"{args.particles} particles, target ESS {TARGET_ESS}; TSMC as it ships (self-tuning moves), the "
+        "waste-free and max_unmoved rows self-tuning too, and every "
         f"other row with {NUM_MOVES} HMC moves x {NUM_LEAPFROG} leapfrog per stage. LQR problem (40 controls), "
         "closed-form target from `models.lqr.gaussian_target`. "
         f"Medians over {args.seeds} seeds (max |log Z error| beside the median). Goals (tuning issue): "
@@ -137,15 +136,15 @@ def main(argv=None):
         model = pc.trajectory_model(models.get("lqr", temperature=temperature))
         mean, cov, log_z = models.lqr.gaussian_target(temperature=temperature)
         runners = {
-            "ppl_control TSMC (defaults: waste-free chains of self-tuning moves)": tsmc_runner(model, args.particles),
+            "ppl_control TSMC (defaults: self-tuning moves)": tsmc_runner(model, args.particles),
             "ppl_control TSMC (fixed 5 x 10 moves)": tsmc_runner(
                 model, args.particles, num_moves=NUM_MOVES, num_leapfrog=NUM_LEAPFROG),
             "ppl_control TSMC (defaults, metric from positions only)": tsmc_runner(
                 model, args.particles, metric="covariance"),
-            "ppl_control TSMC (standard rejuvenation: chain_length=None, max_leapfrog=128)": tsmc_runner(
-                model, args.particles, chain_length=None, max_leapfrog=128),
-            "ppl_control TSMC (standard rejuvenation + max_unmoved=0.1: moves wait for the unmoved)": tsmc_runner(
-                model, args.particles, chain_length=None, max_leapfrog=128, max_unmoved=0.1),
+            "ppl_control TSMC (waste-free: chains of 16, max_leapfrog=512)": tsmc_runner(
+                model, args.particles, chain_length=16, max_leapfrog=512),
+            "ppl_control TSMC (defaults + max_unmoved=0.1: moves wait for the unmoved)": tsmc_runner(
+                model, args.particles, max_unmoved=0.1),
             "BlackJAX, diagonal mass from particles": blackjax_runner(model, args.particles, dense=False),
             "BlackJAX, dense mass from particles": blackjax_runner(model, args.particles, dense=True),
         }

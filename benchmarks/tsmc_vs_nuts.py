@@ -6,13 +6,12 @@ would write one on the same physics (``models.acrobot.dynamics``): Euler steps o
 its own cost, temperature 0.01, prior N(0, 2) on an unbounded elbow torque) and each seed, every
 method solves the problem's model:
 
-* TSMC with its defaults (waste-free chains of self-tuning HMC moves), TSMC with standard
-  rejuvenation (``chain_length=None, max_leapfrog=128``: the defaults before waste-free moves),
-  with the fixed moves before the tuning issue (``num_moves=5, num_leapfrog=10``), with the metric
-  from the particles' positions alone (``metric="covariance"``, no gradients: the metric
-  ablation), with waste-free chains of 32, standard rejuvenation whose moves go on while more than
-  10% of the particles are still where resampling put them (``max_unmoved=0.1``), and 64
-  particles of standard rejuvenation with ``max_leapfrog=1024`` (population traded for travel);
+* TSMC with its defaults (self-tuning HMC moves), with waste-free chains of 16 and of 32
+  (``chain_length``, ``max_leapfrog=512``), with the fixed moves before the tuning issue
+  (``num_moves=5, num_leapfrog=10``), with the metric from the particles' positions alone
+  (``metric="covariance"``, no gradients: the metric ablation), with moves that go on while more
+  than 10% of the particles are still where resampling put them (``max_unmoved=0.1``), and 64
+  particles with ``max_leapfrog=1024`` (population traded for travel);
 * NumPyro's NUTS (``MCMC(NUTS)``, 300 warm-up + 300 draws, NumPyro's defaults otherwise),
   called directly; gradient evaluations counted over warm-up and sampling;
 * multi-start gradient descent (``GradientDescent``, Adam, 256 restarts x 1000 steps);
@@ -170,18 +169,18 @@ def measure(run, seeds):
 
 METHODS = {
     "TSMC (defaults)": lambda model: tsmc_runner(model),
-    # The defaults before waste-free moves: every particle resampled and moved until decorrelated.
-    "TSMC (standard rejuvenation: chain_length=None and max_leapfrog=128)":
-        lambda model: tsmc_runner(model, chain_length=None, max_leapfrog=128),
+    # Waste-free moves (inference.waste_free): 16 chains of 16, every state kept, longer trajectories.
+    "TSMC (waste-free: chain_length=16 and max_leapfrog=512)":
+        lambda model: tsmc_runner(model, chain_length=16, max_leapfrog=512),
     "TSMC (previous defaults: 5 moves x 10 leapfrog)": lambda model: tsmc_runner(model, num_moves=5, num_leapfrog=10),
     "TSMC (metric from positions only)": lambda model: tsmc_runner(model, metric="covariance"),
-    "TSMC (waste-free chains of 32)": lambda model: tsmc_runner(model, chain_length=32),
-    "TSMC (standard rejuvenation and max_unmoved=0.1)":
-        lambda model: tsmc_runner(model, chain_length=None, max_leapfrog=128, max_unmoved=0.1),
+    "TSMC (waste-free: chain_length=32 and max_leapfrog=512)":
+        lambda model: tsmc_runner(model, chain_length=32, max_leapfrog=512),
+    "TSMC (moves also wait for the unmoved: max_unmoved=0.1)": lambda model: tsmc_runner(model, max_unmoved=0.1),
     # Fewer particles, longer trajectories: at a fixed gradient budget each particle's lineage
     # travels ~1/N further, what an ill-conditioned swing-up needs to leave a poor basin.
     "TSMC (64 particles and max_leapfrog=1024)":
-        lambda model: tsmc_runner(model, num_particles=64, max_leapfrog=1024, chain_length=None),
+        lambda model: tsmc_runner(model, num_particles=64, max_leapfrog=1024),
     "NUTS (NumPyro 300 + 300)": nuts_runner,
     "Adam multi-start (256 x 1000)": gradient_descent_runner,
     "BlackJAX adaptive tempered SMC (pretuned HMC)": blackjax_runner,

@@ -72,6 +72,21 @@ class MovesInfo(NamedTuple):
     particle_step_size: jax.Array  # (N,) the last move's jittered step
 
 
+def adapt_after_move(info, step_size, integration_time, refresh, probing, start_watched, probe_length, spread,
+                     settings: MoveSettings):
+    """After one pass of moves: the next base step (unchanged after a refresh), the integration
+    time (set by a probe from the length that decorrelated most per gradient: ``tuning.best_length``)
+    and the length that keeps that time at the new step. Shared by standard and waste-free
+    rejuvenation; with a fixed ``num_leapfrog`` the caller ignores the length."""
+    step = next_step_size(step_size, info.step_size, info.acceptance_rate, settings.target_accept)
+    step = jnp.where(refresh, step_size, step)
+    if settings.num_leapfrog is None:
+        chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched, start_watched, probe_length, spread)
+        integration_time = jnp.where(probing, chosen * step_size, integration_time)
+    length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
+    return step, integration_time, length
+
+
 def log_likelihood_of(aux: tuple) -> jax.Array:
     """The log-likelihood entry of ``rejuvenate``'s aux tuple."""
     return aux[1]
@@ -184,14 +199,9 @@ def rejuvenate(
             refresh, buffer, probing, watch=log_likelihood_of,
         ))
         z, logp, grad, aux, info = move(keys, c.z, c.logp, c.grad, c.aux)
-        step = next_step_size(c.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
-        step = jnp.where(refresh, c.step_size, step)
-        integration_time = c.integration_time
-        if adaptive_length:
-            chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
-                                 log_likelihood_of(c.aux), probe_length, c.spread)
-            integration_time = jnp.where(probing, chosen * c.step_size, integration_time)
-        next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
+        step, integration_time, next_length = adapt_after_move(
+            info, c.step_size, c.integration_time, refresh, probing, log_likelihood_of(c.aux), probe_length,
+            c.spread, settings)
         moved = ~refresh
         c = _Carry(
             z, logp, grad, aux, c.metric, c.metric_info, c.start, c.start_log_likelihood, c.spread, step,

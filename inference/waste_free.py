@@ -30,8 +30,8 @@ from jax import lax
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
 from .metric import Metric, MetricInfo, fit_metric
-from .rejuvenation import MoveSettings, MovesInfo, log_likelihood_of
-from .tuning import best_length, next_step_size, remaining_correlation, whitened_spread
+from .rejuvenation import MoveSettings, MovesInfo, adapt_after_move, log_likelihood_of
+from .tuning import remaining_correlation, whitened_spread
 
 
 # ``chain_length="auto"`` picks the longest chain up to this that splits the population evenly.
@@ -175,16 +175,10 @@ def rejuvenate_waste_free(
         ))(keys, *here)
         moved = _Chains(z, lp, g, a)
         used_step = c.step_size
-        step = next_step_size(c.step_size, info.step_size, info.acceptance_rate, settings.target_accept)
-        step = jnp.where(refresh, c.step_size, step)
-        integration_time = c.integration_time
-        if adaptive_length:
-            chosen = best_length(jnp.mean(info.path_jump, axis=0), info.path_watched,
-                                 log_likelihood_of(here.aux), probe_length, c.spread)
-            integration_time = jnp.where(probing, chosen * c.step_size, integration_time)
-            next_length = jnp.clip(jnp.round(integration_time / step), 1, settings.max_leapfrog).astype(jnp.int32)
-        else:
-            next_length = fixed_length
+        step, integration_time, next_length = adapt_after_move(
+            info, c.step_size, c.integration_time, refresh, probing, log_likelihood_of(here.aux), probe_length,
+            c.spread, settings)
+        next_length = next_length if adaptive_length else fixed_length
         blocks = jax.tree.map(lambda x, y: jnp.where(refresh, put_block(x, y, b), x), c.blocks, moved)
         c = c._replace(blocks=blocks, chains=moved, step_size=step, integration_time=integration_time,
                        length=next_length)

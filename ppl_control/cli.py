@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--moves", type=_positive_int, default=None, help="HMC moves per TSMC stage")
     solve.add_argument("--leapfrog", type=_positive_int, default=None, help="leapfrog steps per HMC move")
     solve.add_argument("--chain-length", type=_chain_length, default=None,
-                       help="TSMC's waste-free chain length (states kept per resampled particle); 'none' for "
-                            "standard rejuvenation; default: auto")
+                       help="TSMC's waste-free chain length (states kept per resampled particle), or 'auto'; "
+                            "default 'none': standard rejuvenation")
     solve.add_argument("--max-stages", type=_positive_int, default=None, help="TSMC's stage cap")
     solve.add_argument("--checkpoint", default=None, metavar="PATH",
                        help="save the run there as it goes; the same command resumes it (not nuts)")
@@ -310,7 +310,7 @@ def make_algorithm(method: str, model, *, particles=None, steps=None, moves=None
     given = lambda **kw: {k: v for k, v in kw.items() if v is not None}
     common = given(num_particles=particles) | {"progress_bar": progress_bar}
     if method == "tsmc":
-        chain = {"none": None}.get(chain_length, chain_length) if chain_length is not None else "auto"
+        chain = None if chain_length in (None, "none") else chain_length
         return inference.TSMC(model, **common, chain_length=chain, **given(num_moves=moves, num_leapfrog=leapfrog,
                                                                            max_stages=max_stages))
     if method == "nuts":

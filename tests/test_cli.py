@@ -279,8 +279,8 @@ def test_progress_bar_only_on_a_terminal_unless_asked(capsys):
 
 
 def test_chain_length_flag_reaches_tsmc():
-    """``--chain-length`` is parsed to TSMC's ``chain_length``: absent means auto, ``none`` means
-    standard rejuvenation, and a length below 2 is refused by argparse with the reason."""
+    """``--chain-length`` is parsed to TSMC's ``chain_length``: absent or ``none`` means standard
+    rejuvenation, ``auto`` the waste-free rule, and a length below 2 is refused by argparse."""
     import argparse
 
     import ppl_control as pc
@@ -288,7 +288,8 @@ def test_chain_length_flag_reaches_tsmc():
 
     model = pc.trajectory_model(models.get("lqr", horizon=2))
     make = lambda flag: cli.make_algorithm("tsmc", model, particles=64, chain_length=flag, progress_bar=False)
-    assert make(None).chain_length == 8  # auto: the longest chain up to 16 leaving 8 chains
+    assert make(None).chain_length is None
+    assert make(cli._chain_length("auto")).chain_length == 8  # the longest chain up to 16 leaving 8 chains
     assert make(cli._chain_length("none")).chain_length is None
     assert make(cli._chain_length("16")).chain_length == 16
     with pytest.raises(argparse.ArgumentTypeError, match=">= 2"):

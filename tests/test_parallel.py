@@ -112,16 +112,16 @@ _FOUR_DEVICES = textwrap.dedent(
     def spread(x):
         return len(x.sharding.device_set), [s.data.shape[0] for s in x.addressable_shards]
 
-    # Whole runs compared with standard rejuvenation: waste-free chains (the default) amplify float
+    # Whole runs compared with standard rejuvenation (the default): waste-free chains amplify float
     # rounding along their sequential moves (an accept decided by 1e-7 sends a chain elsewhere), so
     # they are compared one stage at a time below.
-    one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1], chain_length=None)
-    four = TSMC(model, num_particles=64, progress_bar=False, chain_length=None)  # every device by default
+    one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1])
+    four = TSMC(model, num_particles=64, progress_bar=False)  # every device by default
     state = four._init(jax.random.key(1), (), {}, None)
     state, _ = four._stage(jax.random.key(2), state, (), {}, None)
     out["tsmc_spread"] = [spread(state.particles), spread(state.log_likelihood)]
-    chains_one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1])
-    chains_four = TSMC(model, num_particles=64, progress_bar=False)
+    chains_one = TSMC(model, num_particles=64, progress_bar=False, devices=devices[:1], chain_length="auto")
+    chains_four = TSMC(model, num_particles=64, progress_bar=False, chain_length="auto")
     start = chains_one._init(jax.random.key(1), (), {}, None)
     stage_one, _ = chains_one._stage(jax.random.key(2), start, (), {}, None)
     stage_four, _ = chains_four._stage(jax.random.key(2), chains_four.layout.put(start), (), {}, None)

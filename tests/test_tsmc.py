@@ -41,11 +41,10 @@ def test_stage_statistics_are_recorded(lqr_runs):
                  "num_evaluations", "correlation", "unmoved_fraction", "position_shrinkage",
                  "gradient_shrinkage"):
         assert stats[name].shape == (num_stages,), name
-    # every stage probes (adaptive length); the default waste-free moves (chains of 16: 64 chains)
-    # make 15 moves; the count is what was spent: the refresh of all 1024, the probe, 14 more moves
-    assert result.config["chain_length"] == 16
-    assert np.all(stats["probe_length"] >= 1) and np.all(stats["num_moves"] == 15)
-    assert np.all(stats["num_evaluations"] >= 1024 + 64 * (stats["probe_length"] + 14))
+    # every stage probes (adaptive length) and moves at least once; the count is what was spent
+    assert result.config["chain_length"] is None  # standard rejuvenation by default
+    assert np.all(stats["probe_length"] >= 1) and np.all(stats["num_moves"] >= 1)
+    assert np.all(stats["num_evaluations"] >= 1024 * (1 + stats["probe_length"]))
     assert np.all(np.diff(stats["beta"]) > 0)
     # every stage but the last keeps the ESS at the target; the last may keep more
     np.testing.assert_allclose(stats["ess"][:-1] / 1024, 0.5, rtol=0.01)

@@ -56,7 +56,8 @@ def test_chains_keep_an_exactly_sampled_gaussian_and_every_state():
 @pytest.fixture(scope="module")
 def lqr_waste_free():
     """Waste-free TSMC (512 particles, chains of 16) on the 40-variable LQR, two seeds."""
-    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=512, chain_length=16, progress_bar=False)
+    algo = TSMC(pc.trajectory_model(models.get("lqr")), num_particles=512, chain_length=16, max_leapfrog=512,
+                progress_bar=False)
     return algo, [algo.run(jax.random.key(seed)) for seed in (0, 1)]
 
 
