@@ -40,7 +40,8 @@ class ModelLayout(NamedTuple):
 
 class LayoutCache:
     """``cache(args, kwargs) -> ModelLayout``: the model traced once per argument signature
-    (``_common.argument_signature``: tree structure, shapes, dtypes, static values), as TSMC does.
+    (``_common.argument_signature``: tree structure, shapes, dtypes, static values); TSMC's warm
+    starts use it too.
 
     A control loop calls ``run`` with a new measured state every step; splitting the log density
     on the host each time traced (and ran, op by op) the whole rollout. Unhashable arguments get

@@ -43,7 +43,6 @@ from . import checkpoint as checkpointing
 from . import resampling as resampling_schemes
 from ._blas import single_threaded_blas
 from ._common import (
-    argument_signature,
     check_fraction,
     check_num_particles,
     check_positive,
@@ -55,6 +54,7 @@ from ._common import (
     raise_if_all_nonfinite,
     tempered_target,
 )
+from ._iterate import LayoutCache
 from ._parallel import LAYOUT_FIELDS, ParticleLayout, to_host
 from .metric import METRICS
 from .rejuvenation import MoveSettings, rejuvenate
@@ -142,21 +142,6 @@ def _as_typed_key(rng_key):
     if jnp.issubdtype(jnp.asarray(rng_key).dtype, jax.dtypes.prng_key):
         return rng_key
     return jax.random.wrap_key_data(jnp.asarray(rng_key, dtype=jnp.uint32))
-
-
-def _abstract_latent_names(model, model_args, model_kwargs) -> tuple:
-    """The model's latent site names, read off an abstract trace (``jax.eval_shape``): run eagerly,
-    the structural trace compiled the rollout's operations one by one (53 small compilations on a
-    Brax environment, about 4 CPU-seconds); traced, nothing is compiled."""
-    found = []
-
-    def structure():
-        ld = log_density(model, *model_args, **model_kwargs)
-        found.append(tuple(ld.latent_names))
-        return ld.dim
-
-    jax.eval_shape(structure)
-    return found[0]
 
 
 def _optional(name: str, value, check):
@@ -299,7 +284,10 @@ class TSMC:
         self._stage = eqx.filter_jit(self._stage_impl)
         self._finalize = eqx.filter_jit(self._finalize_impl)
         self._fit_reference = eqx.filter_jit(self._fit_reference_impl)
-        self._latent_names_cache = {}  # argument signature -> latent site names (warm starts)
+        # The model's latent layout, traced abstractly once per argument signature: a warm start in a
+        # control loop calls ``run`` with a new state every step, and tracing the rollout each time
+        # cost more than a short re-plan.
+        self._layouts = LayoutCache(model)
 
     @property
     def config(self) -> dict:
@@ -312,19 +300,6 @@ class TSMC:
             metric=self.metric, dense_max_dim=self.dense_max_dim, step_jitter=self.step_jitter,
             init_spread=self.init_spread, chain_length=self.chain_length, **self.layout.config,
         )
-
-    def _latent_names(self, model_args, model_kwargs) -> tuple:
-        """The model's latent site names, traced once per shape of the arguments (a warm start in
-        a control loop calls ``run`` with a new state every step; tracing the rollout each time
-        cost more than a short re-plan)."""
-        signature = argument_signature(model_args, model_kwargs)
-        cache = self._latent_names_cache
-        if signature is None or signature not in cache:
-            names = _abstract_latent_names(self.model, model_args, model_kwargs)
-            if signature is None:
-                return names
-            cache[signature] = names
-        return cache[signature]
 
     def _metric_kind(self, dim: int) -> str:
         return "diagonal" if dim > self.dense_max_dim else self.metric
@@ -439,7 +414,7 @@ class TSMC:
         fingerprint.update(method=self.method, key=np.asarray(jax.random.key_data(rng_key)).ravel().tolist())
         reference = None
         if init is not None:
-            names = self._latent_names(model_args, model_kwargs)
+            names = self._layouts(model_args, model_kwargs).latent_names
             values = as_site_values(init, names)
             fingerprint["init"] = init_digest(values)
             reference = self._fit_reference(values, model_args, model_kwargs)

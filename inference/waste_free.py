@@ -51,7 +51,7 @@ def check_chain_length(chain_length, num_particles: int, num_devices: int, num_m
     """The chain length ``P`` a TSMC uses: ``None`` for standard rejuvenation, or an integer
     ``P >= 2`` such that ``num_particles / P`` chains split evenly over the devices.
 
-    ``"auto"`` (TSMC's default) resolves to the largest ``P <= AUTO_CHAIN_LENGTH`` that leaves at
+    ``"auto"`` resolves to the largest ``P <= AUTO_CHAIN_LENGTH`` that leaves at
     least ``MIN_CHAINS`` chains, evenly over the devices, or to ``None`` when there is none or the
     user fixed ``num_moves`` (a fixed move count is standard rejuvenation's knob).
 
