@@ -11,6 +11,7 @@ BENCHMARKS = [
     ("benchmarks.tsmc_overhead", ["--write"]),
     ("benchmarks.tsmc_vs_nuts", ["--write"]),
     ("benchmarks.tsmc_vs_blackjax", ["--write"]),
+    ("benchmarks.mode_retention", ["--write"]),
     ("benchmarks.reference_costs", ["--write"]),
     ("benchmarks.compare_algorithms", ["--write"]),
     ("benchmarks.policy_brax", ["--write"]),

@@ -82,9 +82,10 @@ def tsmc_runner(model, **config):
     return run
 
 
-def nuts_runner(model):
+def nuts_runner(model, site="cost"):
     """NumPyro's own ``MCMC(NUTS)``; warm-up and sampling run as ``MCMC.run`` would run them, with
-    the tree sizes of both phases collected to count gradient evaluations."""
+    the tree sizes of both phases collected to count gradient evaluations. ``run(key)`` returns the
+    draws of ``site`` and the evaluations."""
     mcmc = MCMC(NumPyroNUTS(model), num_warmup=300, num_samples=300, progress_bar=False)
 
     def run(key):
@@ -92,7 +93,7 @@ def nuts_runner(model):
         warmup_steps = int(np.sum(mcmc.get_extra_fields()["num_steps"]))
         mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=("num_steps",))
         steps = int(np.sum(mcmc.get_extra_fields()["num_steps"]))
-        return np.asarray(mcmc.get_samples()["cost"]), warmup_steps + steps
+        return np.asarray(mcmc.get_samples()[site]), warmup_steps + steps
 
     return run
 
