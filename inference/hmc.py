@@ -47,15 +47,13 @@ class MoveInfo(NamedTuple):
 
 def _velocity(metric: Metric, p):
     """``Sigma p``: the velocity of momentum ``p``."""
-    return metric.inverse_mass @ p if metric.dense else metric.inverse_mass * p
+    return metric.velocity(p)
 
 
 def _draw_momentum(key, metric: Metric, shape, dtype):
     """``p ~ N(0, Sigma^{-1})`` as ``S^{-T} xi``; returns ``(p, |xi|^2 / 2)`` (its kinetic energy)."""
     xi = jax.random.normal(key, shape, dtype)
-    factor = metric.momentum_factor
-    p = factor @ xi if metric.dense else factor * xi
-    return p, 0.5 * xi @ xi
+    return metric.momentum(xi), 0.5 * xi @ xi
 
 
 def _energy_change(logp, p, metric, start_energy):
@@ -87,7 +85,8 @@ def hmc_move(
         ``value_and_grad`` returns beside the value (carried along, swapped on acceptance).
       value_and_grad: ``z -> ((log_density, aux), grad)``.
       step_size: the base step size; each call draws ``step_size * U(1 - jitter, 1 + jitter)``.
-      metric: the ``Metric`` (``inference.metric.fit_metric``).
+      metric: the ``Metric`` (``inference.metric.fit_metric``), or this particle's view of a
+        ``CrossFitted`` pair (``inference.metric.fit_cross_metric``).
       num_leapfrog: leapfrog steps of the proposal (an int, possibly traced; at most
         ``probe_length`` for a probe move).
       step_jitter: the jitter's half-width, in ``[0, 1)``.

@@ -27,7 +27,7 @@ from jax import lax
 
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
-from .metric import Metric, MetricInfo, fit_metric
+from .metric import CrossFitted, Metric, MetricInfo, fit_cross_metric
 from .tuning import (
     best_length,
     DEFAULT_MAX_UNMOVED,
@@ -87,6 +87,14 @@ def adapt_after_move(info, step_size, integration_time, refresh, probing, start_
     return step, integration_time, length
 
 
+def random_halves(rng_key: jax.Array, n: int, layout: ParticleLayout) -> jax.Array:
+    """A boolean ``(n,)`` mask putting a random half of the particles (``n // 2``) in the first
+    half of a cross-fitted metric (``metric.fit_cross_metric``). Random, not contiguous: after
+    resampling, a lineage's particles sit next to each other, and contiguous halves could hold
+    different modes or very different total weights."""
+    return layout.constrain(jax.random.permutation(rng_key, n) < n // 2)
+
+
 def log_likelihood_of(aux: tuple) -> jax.Array:
     """The log-likelihood entry of ``rejuvenate``'s aux tuple."""
     return aux[1]
@@ -97,7 +105,7 @@ class _Carry(NamedTuple):
     logp: jax.Array
     grad: jax.Array
     aux: tuple
-    metric: Metric
+    metric: CrossFitted  # its use_second is per particle (N,)
     metric_info: MetricInfo
     start: jax.Array  # the resampled positions, from which the correlation is measured
     start_log_likelihood: jax.Array  # and their log-likelihoods (the aux's second entry)
@@ -170,16 +178,17 @@ def rejuvenate(
     probe_length = jnp.clip(2 * previous_length, 1, settings.max_leapfrog).astype(jnp.int32)
     fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
     layout = ParticleLayout(n, None, None) if layout is None else layout
-    key_resample, key_moves = jax.random.split(rng_key)
+    key_resample, key_moves, key_split = jax.random.split(rng_key, 3)
 
     def fit_and_resample(c: _Carry):
-        metric, metric_info = fit_metric(c.z, c.grad, weights, metric_kind)
+        in_first_half = random_halves(key_split, n, layout)
+        metric, metric_info = fit_cross_metric(c.z, c.grad, weights, metric_kind, in_first_half)
         ancestors = resample(key_resample, weights, n)
         take = lambda x: layout.constrain(x[ancestors])
         z = take(c.z)
         return c._replace(z=z, logp=take(c.logp), grad=take(c.grad), aux=jax.tree.map(take, c.aux),
-                          metric=metric, metric_info=metric_info, start=z,
-                          start_log_likelihood=take(log_likelihood_of(c.aux)),
+                          metric=metric._replace(use_second=take(in_first_half)), metric_info=metric_info,
+                          start=z, start_log_likelihood=take(log_likelihood_of(c.aux)),
                           spread=whitened_spread(metric, c.z, weights))
 
     def keep_going(c: _Carry):
@@ -194,11 +203,11 @@ def rejuvenate(
         probing = (c.index == 1) & adaptive_length
         length = jnp.where(probing, probe_length, c.length if adaptive_length else fixed_length)
         keys = layout.constrain(jax.random.split(jax.random.fold_in(key_moves, c.index), n))
-        move = layout.map(lambda key, z, logp, grad, aux: hmc_move(
-            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric, length, settings.step_jitter,
-            refresh, buffer, probing, watch=log_likelihood_of,
+        move = layout.map(lambda key, z, logp, grad, aux, use_second: hmc_move(
+            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric._replace(use_second=use_second),
+            length, settings.step_jitter, refresh, buffer, probing, watch=log_likelihood_of,
         ))
-        z, logp, grad, aux, info = move(keys, c.z, c.logp, c.grad, c.aux)
+        z, logp, grad, aux, info = move(keys, c.z, c.logp, c.grad, c.aux, c.metric.use_second)
         step, integration_time, next_length = adapt_after_move(
             info, c.step_size, c.integration_time, refresh, probing, log_likelihood_of(c.aux), probe_length,
             c.spread, settings)
@@ -225,7 +234,8 @@ def rejuvenate(
     eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     start = _Carry(
         particles, jnp.full((n,), -jnp.inf, particles.dtype), jnp.zeros_like(particles), aux,
-        Metric(eye, eye), MetricInfo(scalar, scalar), particles, zeros, scalar + 1.0, step_size,
+        CrossFitted(Metric(eye, eye), Metric(eye, eye), jnp.zeros((n,), bool)), MetricInfo(scalar, scalar),
+        particles, zeros, scalar + 1.0, step_size,
         previous_length * step_size, previous_length.astype(jnp.int32), jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32), jnp.array([jnp.nan, jnp.nan, 1.0], particles.dtype), jnp.zeros((), jnp.int32),
         zeros, scalar, jnp.zeros((n,), bool), zeros, jnp.ones((n,), bool),

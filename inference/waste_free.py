@@ -29,8 +29,8 @@ from jax import lax
 
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
-from .metric import Metric, MetricInfo, fit_metric
-from .rejuvenation import MoveSettings, MovesInfo, adapt_after_move, log_likelihood_of
+from .metric import CrossFitted, Metric, MetricInfo, fit_cross_metric
+from .rejuvenation import MoveSettings, MovesInfo, adapt_after_move, log_likelihood_of, random_halves
 from .tuning import remaining_correlation, whitened_spread
 
 
@@ -101,7 +101,7 @@ class _Carry(NamedTuple):
     blocks: _Chains  # the weighted population as (M, P, ...) blocks, refreshed one block a pass
     chains: _Chains  # (M, ...) the chains' current states (the refresh's block before the moves)
     start: _Chains  # (M, ...) the chains' first states (the resampled particles)
-    metric: Metric
+    metric: CrossFitted  # its use_second is per chain (M,)
     metric_info: MetricInfo
     spread: jax.Array
     step_size: jax.Array
@@ -147,7 +147,7 @@ def rejuvenate_waste_free(
     fixed_length = jnp.asarray(settings.num_leapfrog or 1, jnp.int32)
     layout = ParticleLayout(n, None, None) if layout is None else layout
     chains_layout = ParticleLayout(num_chains, layout.mesh, layout.batch_size)
-    key_resample, key_moves = jax.random.split(rng_key)
+    key_resample, key_moves, key_split = jax.random.split(rng_key, 3)
     as_blocks = lambda x: x.reshape((num_chains, chain_length) + x.shape[1:])  # row m P + b -> [m, b]
     as_population = lambda x: layout.constrain(x.reshape((n,) + x.shape[2:]))
     block = lambda x, b: chains_layout.constrain(lax.dynamic_index_in_dim(x, b, axis=1, keepdims=False))
@@ -155,12 +155,13 @@ def rejuvenate_waste_free(
 
     def fit_and_resample(c: _Carry) -> _Carry:
         z, grad, logp = (as_population(x) for x in (c.blocks.z, c.blocks.grad, c.blocks.logp))
-        metric, metric_info = fit_metric(z, grad, weights, metric_kind)
+        in_first_half = random_halves(key_split, n, layout)
+        metric, metric_info = fit_cross_metric(z, grad, weights, metric_kind, in_first_half)
         ancestors = resample(key_resample, weights, num_chains)
         take = lambda x: chains_layout.constrain(as_population(x)[ancestors])
         start = _Chains(*(take(x) for x in c.blocks[:3]), jax.tree.map(take, c.blocks.aux))
-        return c._replace(chains=start, start=start, metric=metric, metric_info=metric_info,
-                          spread=whitened_spread(metric, z, weights))
+        return c._replace(chains=start, start=start, metric=metric._replace(use_second=take(in_first_half)),
+                          metric_info=metric_info, spread=whitened_spread(metric, z, weights))
 
     def one_pass(c: _Carry, index):
         refresh = index < chain_length
@@ -169,10 +170,10 @@ def rejuvenate_waste_free(
         length = jnp.where(probing, probe_length, c.length)
         here = jax.tree.map(lambda x, y: jnp.where(refresh, block(x, b), y), c.blocks, c.chains)
         keys = chains_layout.constrain(jax.random.split(jax.random.fold_in(key_moves, index), num_chains))
-        z, lp, g, a, info = chains_layout.map(lambda key, z, logp, grad, aux: hmc_move(
-            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric, length, settings.step_jitter,
-            refresh, buffer, probing, watch=log_likelihood_of,
-        ))(keys, *here)
+        z, lp, g, a, info = chains_layout.map(lambda key, z, logp, grad, aux, use_second: hmc_move(
+            key, z, logp, grad, aux, value_and_grad, c.step_size, c.metric._replace(use_second=use_second),
+            length, settings.step_jitter, refresh, buffer, probing, watch=log_likelihood_of,
+        ))(keys, *here, c.metric.use_second)
         moved = _Chains(z, lp, g, a)
         used_step = c.step_size
         step, integration_time, next_length = adapt_after_move(
@@ -193,7 +194,8 @@ def rejuvenate_waste_free(
     chains = jax.tree.map(lambda x: x[:, 0], blocks)
     eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
-    carry = _Carry(blocks, chains, chains, Metric(eye, eye), MetricInfo(scalar, scalar), scalar + 1.0, step_size,
+    carry = _Carry(blocks, chains, chains, CrossFitted(Metric(eye, eye), Metric(eye, eye), jnp.zeros((num_chains,), bool)),
+                   MetricInfo(scalar, scalar), scalar + 1.0, step_size,
                    previous_length * step_size,
                    previous_length.astype(jnp.int32) if adaptive_length else fixed_length)
     c, record = lax.scan(one_pass, carry, jnp.arange(chain_length + num_moves))

@@ -32,6 +32,20 @@ def test_lqr_matches_closed_form_posterior_and_evidence(lqr_runs):
         assert_matches_lqr_closed_form(result, variance_tolerance=0.25)
 
 
+@pytest.mark.parametrize("temperature, goal", [(1.0, 0.2), (0.05, 0.3)])
+def test_shipped_population_meets_the_evidence_goals(temperature, goal):
+    """TSMC as it ships (256 particles) against the closed-form log evidence, median over seeds 0-4
+    within the tuning issue's goals. Measured: medians +0.03 (temperature 1) and +0.09 (0.05).
+    When every move used a metric fitted on all the particles, the median at 0.05 was +1.22:
+    each particle's move depended on its own position and gradient through the metric, and the
+    population came out under-dispersed after every stage (``metric.fit_cross_metric``)."""
+    model = pc.trajectory_model(models.get("lqr", temperature=temperature))
+    log_z = models.lqr.gaussian_target(temperature=temperature)[2]
+    algo = TSMC(model, num_particles=256, progress_bar=False)
+    errors = [algo.run(jax.random.key(seed)).log_evidence - log_z for seed in range(5)]
+    assert abs(np.median(errors)) < goal, errors
+
+
 def test_stage_statistics_are_recorded(lqr_runs):
     _, (result, _) = lqr_runs
     stats = result.stats
