@@ -52,9 +52,10 @@ def test_tsmc_keeps_both_optimal_homotopy_classes_near_the_optimum():
     near-optimal path (the temperature was chosen for that: see the module docstring).
 
     Once the routes separate, resampling lets their shares drift like a random walk: over seeds
-    0 to 5 the smaller one held 4 to 40% of the particles, and each route's best path was 8 to 11%
-    above the reference. So the check is that neither route is lost (at least 2% of the weight,
-    5 particles) and that each keeps a path within 12% of the reference."""
+    0 to 5 the smaller one held 4 to 35% of the weight, and each route's best path was 9 to 12%
+    above the reference (seed 0, checked here: 21%, and 9.6% and 9.7%). So the check is that
+    neither route is lost (at least 2% of the weight, 5 particles) and that each keeps a path
+    within 12% of the reference."""
     problem = nav.problem()
     result = TSMC(pc.trajectory_model(problem), num_particles=256, progress_bar=False).run(jax.random.key(0))
     states = jax.vmap(problem.trajectory)(jnp.asarray(result.samples["controls"]))
