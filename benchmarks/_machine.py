@@ -31,3 +31,11 @@ def replace_section(path: str, heading: str, body: str) -> None:
         text = text[:start] + heading + "\n" + body.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
     with open(path, "w") as f:
         f.write(text)
+
+
+def publish(lines: list[str], heading: str, write: bool, path: str = "BENCHMARKS.md") -> None:
+    """Print a benchmark's section, and write it under ``heading`` in ``path`` when ``write``."""
+    text = "\n".join(lines)
+    print(text)
+    if write:
+        replace_section(path, heading, text)

@@ -34,7 +34,7 @@ import ppl_control as pc
 from ppl_control import models
 from ppl_control.inference import TSMC, GradientDescent
 
-from ._machine import describe, replace_section
+from ._machine import describe, publish
 from .tsmc_vs_nuts import nuts_runner
 
 HEADING = "## Keeping both routes: navigation's mirror-image modes"
@@ -145,10 +145,7 @@ def main(argv=None):
         lines.append(
             f"| {name} | {r['kept']}/{r['seeds']} | {r['minor']:.2f} ({r['minor_min']:.2f}-{r['minor_max']:.2f}) "
             f"| {r['best']:.3f} | {r['gap']:+.1%} | {r['evaluations']:.3g} | {r['first']:.1f} | {r['warm']:.1f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        replace_section("BENCHMARKS.md", HEADING, text)
+    publish(lines, HEADING, args.write)
 
 
 if __name__ == "__main__":

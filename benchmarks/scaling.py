@@ -216,7 +216,7 @@ def main(argv=None):
         outputs[devices] = json.loads(line[4:])
         print(f"{devices} device(s) done", file=sys.stderr, flush=True)
 
-    from ._machine import describe, replace_section
+    from ._machine import describe, publish
 
     rows = outputs[1]["rows"]
     by = lambda sweep: [r for r in rows if r["sweep"] == sweep]
@@ -269,10 +269,7 @@ def main(argv=None):
         f"(median ratio of the interleaved pairs {blas['ratio']:.2f}). The metric's eigh, Cholesky and triangular solves are small "
         "matrices that gain nothing from threads, whose workers then compete with XLA's for the cores.",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        replace_section("BENCHMARKS.md", HEADING, text)
+    publish(lines, HEADING, args.write)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import ppl_control as pc
 from ppl_control import models
 from ppl_control.inference import TSMC
 
-from ._machine import describe, replace_section
+from ._machine import describe, publish
 
 HEADING = "## TSMC beside BlackJAX (adaptive tempered SMC + HMC)"
 MOVES_HEADING = "## TSMC: moves per stage against the log-evidence error"
@@ -118,6 +118,18 @@ def score(runner, seeds, mean, cov, log_z):
         "log_z_abs_max": float(np.max([abs(r["log_z_error"]) for r in rows]))}
 
 
+def score_rows(runners: dict, temperature, seeds, mean, cov, log_z) -> list[str]:
+    """One table row per runner at ``temperature``, printed as it is measured."""
+    rows = []
+    for name, runner in runners.items():
+        s = score(runner, seeds, mean, cov, log_z)
+        rows.append(f"| {temperature} | {name} | {s['log_z_error']:+.3f} / {s['log_z_abs_max']:.3f} | "
+                    f"{s['mean_error']:.3f} | {s['var_ratio']:.3f} | {s['stages']:.0f} | "
+                    f"{s['evaluations']:.0f} | {s['wall']:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -159,16 +171,8 @@ def main(argv=None):
             "BlackJAX, diagonal mass from particles": blackjax_runner(model, args.particles, dense=False),
             "BlackJAX, dense mass from particles": blackjax_runner(model, args.particles, dense=True),
         }
-        for name, runner in runners.items():
-            s = score(runner, args.seeds, mean, cov, log_z)
-            lines.append(f"| {temperature} | {name} | {s['log_z_error']:+.3f} / {s['log_z_abs_max']:.3f} | "
-                         f"{s['mean_error']:.3f} | {s['var_ratio']:.3f} | {s['stages']:.0f} | "
-                         f"{s['evaluations']:.0f} | {s['wall']:.2f} |")
-            print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        replace_section("BENCHMARKS.md", HEADING, table)
+        lines += score_rows(runners, temperature, args.seeds, mean, cov, log_z)
+    publish(lines, HEADING, args.write)
 
 
 def moves_ablation(args, move_counts, temperatures):
@@ -190,16 +194,8 @@ def moves_ablation(args, move_counts, temperatures):
         mean, cov, log_z = models.lqr.gaussian_target(temperature=temperature)
         runners = {"adaptive (defaults)": tsmc_runner(model, args.particles)}
         runners |= {str(m): tsmc_runner(model, args.particles, num_moves=m) for m in move_counts}
-        for name, runner in runners.items():
-            s = score(runner, args.seeds, mean, cov, log_z)
-            lines.append(f"| {temperature} | {name} | {s['log_z_error']:+.3f} / {s['log_z_abs_max']:.3f} | "
-                         f"{s['mean_error']:.3f} | {s['var_ratio']:.3f} | {s['stages']:.0f} | "
-                         f"{s['evaluations']:.0f} | {s['wall']:.2f} |")
-            print(lines[-1], flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        replace_section("BENCHMARKS.md", MOVES_HEADING, table)
+        lines += score_rows(runners, temperature, args.seeds, mean, cov, log_z)
+    publish(lines, MOVES_HEADING, args.write)
 
 
 if __name__ == "__main__":
