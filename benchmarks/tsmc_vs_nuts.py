@@ -170,6 +170,8 @@ def measure(run, seeds):
 
 METHODS = {
     "TSMC (defaults)": lambda model: tsmc_runner(model),
+    # One metric from all the particles (the defaults before the cross-fitted metric).
+    "TSMC (cross_fit=False)": lambda model: tsmc_runner(model, cross_fit=False),
     # Waste-free moves (inference.waste_free): 16 chains of 16, every state kept, longer trajectories.
     "TSMC (waste-free: chain_length=16 and max_leapfrog=512)":
         lambda model: tsmc_runner(model, chain_length=16, max_leapfrog=512),

@@ -53,6 +53,7 @@ class MoveSettings(NamedTuple):
     target_accept: float
     step_jitter: float
     max_unmoved: float = DEFAULT_MAX_UNMOVED
+    cross_fit: bool = True  # metric.fit_cross_metric; False: one metric from all the particles
 
 
 class MovesInfo(NamedTuple):
@@ -87,11 +88,14 @@ def adapt_after_move(info, step_size, integration_time, refresh, probing, start_
     return step, integration_time, length
 
 
-def random_halves(rng_key: jax.Array, n: int, layout: ParticleLayout) -> jax.Array:
+def random_halves(rng_key: jax.Array, n: int, layout: ParticleLayout, cross_fit: bool = True) -> jax.Array:
     """A boolean ``(n,)`` mask putting a random half of the particles (``n // 2``) in the first
     half of a cross-fitted metric (``metric.fit_cross_metric``). Random, not contiguous: after
     resampling, a lineage's particles sit next to each other, and contiguous halves could hold
-    different modes or very different total weights."""
+    different modes or very different total weights. Without ``cross_fit`` every particle is in
+    the first half: the second has no weight and borrows the first's metric, fitted on all."""
+    if not cross_fit:
+        return layout.constrain(jnp.ones((n,), bool))
     return layout.constrain(jax.random.permutation(rng_key, n) < n // 2)
 
 
@@ -181,7 +185,7 @@ def rejuvenate(
     key_resample, key_moves, key_split = jax.random.split(rng_key, 3)
 
     def fit_and_resample(c: _Carry):
-        in_first_half = random_halves(key_split, n, layout)
+        in_first_half = random_halves(key_split, n, layout, settings.cross_fit)
         metric, metric_info = fit_cross_metric(c.z, c.grad, weights, metric_kind, in_first_half)
         ancestors = resample(key_resample, weights, n)
         take = lambda x: layout.constrain(x[ancestors])

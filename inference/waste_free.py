@@ -155,7 +155,7 @@ def rejuvenate_waste_free(
 
     def fit_and_resample(c: _Carry) -> _Carry:
         z, grad, logp = (as_population(x) for x in (c.blocks.z, c.blocks.grad, c.blocks.logp))
-        in_first_half = random_halves(key_split, n, layout)
+        in_first_half = random_halves(key_split, n, layout, settings.cross_fit)
         metric, metric_info = fit_cross_metric(z, grad, weights, metric_kind, in_first_half)
         ancestors = resample(key_resample, weights, num_chains)
         take = lambda x: chains_layout.constrain(as_population(x)[ancestors])
