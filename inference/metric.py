@@ -78,10 +78,6 @@ class CrossFitted(NamedTuple):
     second: Metric
     use_second: jax.Array
 
-    @property
-    def dense(self) -> bool:
-        return self.first.dense
-
     def _pick(self, on_first: jax.Array, on_second: jax.Array) -> jax.Array:
         return jnp.where(self.use_second[..., None], on_second, on_first)
 

@@ -27,7 +27,7 @@ from jax import lax
 
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
-from .metric import CrossFitted, Metric, MetricInfo, fit_cross_metric
+from .metric import CrossFitted, Metric, MetricInfo, fit_cross_metric, fit_metric
 from .tuning import (
     best_length,
     DEFAULT_MAX_UNMOVED,
@@ -88,15 +88,28 @@ def adapt_after_move(info, step_size, integration_time, refresh, probing, start_
     return step, integration_time, length
 
 
-def random_halves(rng_key: jax.Array, n: int, layout: ParticleLayout, cross_fit: bool = True) -> jax.Array:
-    """A boolean ``(n,)`` mask putting a random half of the particles (``n // 2``) in the first
-    half of a cross-fitted metric (``metric.fit_cross_metric``). Random, not contiguous: after
-    resampling, a lineage's particles sit next to each other, and contiguous halves could hold
-    different modes or very different total weights. Without ``cross_fit`` every particle is in
-    the first half: the second has no weight and borrows the first's metric, fitted on all."""
+def fit_moves_metric(rng_key: jax.Array, particles: jax.Array, grads: jax.Array, weights: jax.Array,
+                     metric_kind: str, layout: ParticleLayout, cross_fit: bool):
+    """``(CrossFitted, MetricInfo)``: the metric the moves use, with ``use_second`` set for the
+    particles as given (resampling maps it to their descendants).
+
+    With ``cross_fit`` the two halves are random, not contiguous: after resampling, a lineage's
+    particles sit next to each other, and contiguous halves could hold different modes or very
+    different total weights (``metric.fit_cross_metric``). Without it, one metric fitted on all the
+    particles serves as both halves.
+    """
+    n = particles.shape[0]
     if not cross_fit:
-        return layout.constrain(jnp.ones((n,), bool))
-    return layout.constrain(jax.random.permutation(rng_key, n) < n // 2)
+        metric, info = fit_metric(particles, grads, weights, metric_kind)
+        return CrossFitted(metric, metric, layout.constrain(jnp.zeros((n,), bool))), info
+    in_first_half = layout.constrain(jax.random.permutation(rng_key, n) < n // 2)
+    return fit_cross_metric(particles, grads, weights, metric_kind, in_first_half)
+
+
+def unit_moves_metric(dim: int, metric_kind: str, n: int, dtype) -> CrossFitted:
+    """The identity metric in the carried shape: a placeholder the refresh pass replaces."""
+    eye = jnp.ones((dim,), dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=dtype)
+    return CrossFitted(Metric(eye, eye), Metric(eye, eye), jnp.zeros((n,), bool))
 
 
 def log_likelihood_of(aux: tuple) -> jax.Array:
@@ -185,13 +198,13 @@ def rejuvenate(
     key_resample, key_moves, key_split = jax.random.split(rng_key, 3)
 
     def fit_and_resample(c: _Carry):
-        in_first_half = random_halves(key_split, n, layout, settings.cross_fit)
-        metric, metric_info = fit_cross_metric(c.z, c.grad, weights, metric_kind, in_first_half)
+        metric, metric_info = fit_moves_metric(key_split, c.z, c.grad, weights, metric_kind, layout,
+                                               settings.cross_fit)
         ancestors = resample(key_resample, weights, n)
         take = lambda x: layout.constrain(x[ancestors])
         z = take(c.z)
         return c._replace(z=z, logp=take(c.logp), grad=take(c.grad), aux=jax.tree.map(take, c.aux),
-                          metric=metric._replace(use_second=take(in_first_half)), metric_info=metric_info,
+                          metric=metric._replace(use_second=take(metric.use_second)), metric_info=metric_info,
                           start=z, start_log_likelihood=take(log_likelihood_of(c.aux)),
                           spread=whitened_spread(metric, c.z, weights))
 
@@ -235,10 +248,9 @@ def rejuvenate(
 
     zeros = jnp.zeros((n,), particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
-    eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     start = _Carry(
         particles, jnp.full((n,), -jnp.inf, particles.dtype), jnp.zeros_like(particles), aux,
-        CrossFitted(Metric(eye, eye), Metric(eye, eye), jnp.zeros((n,), bool)), MetricInfo(scalar, scalar),
+        unit_moves_metric(dim, metric_kind, n, particles.dtype), MetricInfo(scalar, scalar),
         particles, zeros, scalar + 1.0, step_size,
         previous_length * step_size, previous_length.astype(jnp.int32), jnp.zeros((), jnp.int32),
         jnp.zeros((), jnp.int32), jnp.array([jnp.nan, jnp.nan, 1.0], particles.dtype), jnp.zeros((), jnp.int32),

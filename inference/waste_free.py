@@ -29,8 +29,9 @@ from jax import lax
 
 from ._parallel import ParticleLayout
 from .hmc import hmc_move
-from .metric import CrossFitted, Metric, MetricInfo, fit_cross_metric
-from .rejuvenation import MoveSettings, MovesInfo, adapt_after_move, log_likelihood_of, random_halves
+from .metric import CrossFitted, MetricInfo
+from .rejuvenation import (MoveSettings, MovesInfo, adapt_after_move, fit_moves_metric, log_likelihood_of,
+                           unit_moves_metric)
 from .tuning import remaining_correlation, whitened_spread
 
 
@@ -155,12 +156,11 @@ def rejuvenate_waste_free(
 
     def fit_and_resample(c: _Carry) -> _Carry:
         z, grad, logp = (as_population(x) for x in (c.blocks.z, c.blocks.grad, c.blocks.logp))
-        in_first_half = random_halves(key_split, n, layout, settings.cross_fit)
-        metric, metric_info = fit_cross_metric(z, grad, weights, metric_kind, in_first_half)
+        metric, metric_info = fit_moves_metric(key_split, z, grad, weights, metric_kind, layout, settings.cross_fit)
         ancestors = resample(key_resample, weights, num_chains)
         take = lambda x: chains_layout.constrain(as_population(x)[ancestors])
         start = _Chains(*(take(x) for x in c.blocks[:3]), jax.tree.map(take, c.blocks.aux))
-        return c._replace(chains=start, start=start, metric=metric._replace(use_second=take(in_first_half)),
+        return c._replace(chains=start, start=start, metric=metric._replace(use_second=take(metric.use_second)),
                           metric_info=metric_info, spread=whitened_spread(metric, z, weights))
 
     def one_pass(c: _Carry, index):
@@ -192,9 +192,8 @@ def rejuvenate_waste_free(
     population = _Chains(particles, zeros, jnp.zeros_like(particles), jax.tree.map(jnp.zeros_like, aux))
     blocks = jax.tree.map(as_blocks, population)
     chains = jax.tree.map(lambda x: x[:, 0], blocks)
-    eye = jnp.ones((dim,), particles.dtype) if metric_kind == "diagonal" else jnp.eye(dim, dtype=particles.dtype)
     scalar = jnp.zeros((), particles.dtype)
-    carry = _Carry(blocks, chains, chains, CrossFitted(Metric(eye, eye), Metric(eye, eye), jnp.zeros((num_chains,), bool)),
+    carry = _Carry(blocks, chains, chains, unit_moves_metric(dim, metric_kind, num_chains, particles.dtype),
                    MetricInfo(scalar, scalar), scalar + 1.0, step_size,
                    previous_length * step_size,
                    previous_length.astype(jnp.int32) if adaptive_length else fixed_length)
