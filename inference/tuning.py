@@ -69,7 +69,7 @@ correlation at all stops the moves.
 import jax
 import jax.numpy as jnp
 
-from .metric import Metric
+from .metric import Metric, group_centres
 
 # The default of TSMC's ``max_unmoved``: the largest fraction of particles the moves may leave where
 # resampling put them (module docstring, "Number of moves"). 1.0: the rule is off.
@@ -113,11 +113,16 @@ def _correlation(a: jax.Array, b: jax.Array, alive: jax.Array) -> jax.Array:
 
 
 def whitened_spread(metric: Metric, particles: jax.Array, weights: jax.Array) -> jax.Array:
-    """``V = E|y - E y|^2``, the total variance of the weighted population in whitened units."""
+    """``V = E|y - c(y)|^2``, the variance of the weighted population in whitened units, each
+    particle taken from its centre ``c`` (``metric.group_centres``: its group's mean when the
+    population holds two separated groups, else the population mean). The moves decorrelate the
+    particles within their group; the distance between groups is not theirs to cover."""
     alive = (weights > 0) & jnp.all(jnp.isfinite(particles), axis=-1)
     w = jnp.where(alive, weights, 0.0)
     safe = jnp.where(alive[:, None], particles, 0.0)
-    centred = metric.whiten(safe - (w / jnp.sum(w)) @ safe)
+    centres, separated = group_centres(particles, weights)
+    centres = jnp.where(separated, centres, (w / jnp.sum(w)) @ safe)
+    centred = metric.whiten(jnp.where(alive[:, None], safe - centres, 0.0))
     return (w / jnp.sum(w)) @ jnp.sum(centred**2, axis=-1)
 
 

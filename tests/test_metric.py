@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ppl_control.inference.metric import fit_cross_metric, fit_metric, oas_intensity
+from ppl_control.inference.metric import fit_cross_metric, fit_metric, group_centres, oas_intensity
+from ppl_control.inference.tuning import whitened_spread
 
 
 def _correlated_gaussian(dim, seed=0):
@@ -121,3 +122,56 @@ def test_a_cross_fitted_half_without_weight_borrows_the_other_halfs_metric():
     pair, _ = fit_cross_metric(jnp.asarray(z), jnp.asarray(g), jnp.asarray(weights), "dense", jnp.asarray(in_first))
     np.testing.assert_array_equal(np.asarray(pair.first.inverse_mass), np.asarray(pair.second.inverse_mass))
     assert np.all(np.isfinite(pair.first.momentum_factor))
+
+
+# -- separated groups (two modes): the metric is the modes', not the mixture's ------------------
+
+
+def _two_modes(cov, n, shift, share=0.3, seed=4):
+    """Exact draws from ``share N(shift, cov) + (1 - share) N(-shift, cov)`` with each draw's
+    gradient under its own mode (what HMC sees inside a mode), and which mode each came from."""
+    rng = np.random.default_rng(seed)
+    first = rng.random(n) < share
+    noise = rng.multivariate_normal(np.zeros(len(cov)), cov, size=n)
+    z = noise + np.where(first[:, None], shift, -shift)
+    return z, -noise @ np.linalg.inv(cov), first
+
+
+def test_group_centres_find_two_separated_modes_and_leave_one_mode_alone():
+    cov = _correlated_gaussian(5, seed=5)
+    shift = 12.0 * np.sqrt(np.diag(cov).max()) * np.ones(5) / np.sqrt(5)
+    z, _, first = _two_modes(cov, 4000, shift)
+    uniform = jnp.full(len(z), 1.0 / len(z))
+    centres, separated = group_centres(jnp.asarray(z), uniform)
+    assert bool(separated)
+    for mode in (first, ~first):  # every particle's centre is its own mode's mean
+        np.testing.assert_allclose(np.asarray(centres)[mode], np.broadcast_to(z[mode].mean(0), (mode.sum(), 5)),
+                                   rtol=1e-3, atol=1e-3)
+    # One Gaussian (a split at its mean explains 2/pi of the variance), and a uniform (3/4): one group.
+    gaussian, _ = _exact_population(cov, 4000, seed=6)
+    assert not bool(group_centres(jnp.asarray(gaussian), uniform)[1])
+    flat = np.random.default_rng(7).uniform(-1.0, 1.0, size=(4000, 5)) * np.array([30.0, 1, 1, 1, 1])
+    assert not bool(group_centres(jnp.asarray(flat), uniform)[1])
+    # A mode without weight is no group; a non-finite particle is ignored.
+    only_second = jnp.where(jnp.asarray(first), 0.0, 1.0)
+    assert not bool(group_centres(jnp.asarray(z), only_second / jnp.sum(only_second))[1])
+    broken = jnp.asarray(z).at[0].set(jnp.nan)
+    centres, separated = group_centres(broken, uniform)
+    assert bool(separated) and np.all(np.isfinite(np.asarray(centres)[1:]))
+
+
+def test_dense_metric_of_two_separated_modes_is_the_modes_covariance():
+    """The mixture's spread along the line between the modes is not fitted into the metric: with
+    many particles the metric tends to each mode's covariance, where the mixture's would be
+    ``1 + share (1 - share) |2 shift|^2 / var`` times wider along that line."""
+    cov = _correlated_gaussian(6, seed=8)
+    shift = 10.0 * np.sqrt(np.diag(cov).max()) * np.ones(6) / np.sqrt(6)
+    z, g, _ = _two_modes(cov, 100_000, shift, seed=9)
+    metric, _ = fit_metric(jnp.asarray(z), jnp.asarray(g), jnp.full(len(z), 1.0 / len(z)), "dense")
+    w, v = np.linalg.eigh(cov)
+    root_inv = (v / np.sqrt(w)) @ v.T
+    mass = np.asarray(metric.inverse_mass, np.float64)
+    assert np.max(np.abs(np.linalg.eigvalsh(root_inv @ mass @ root_inv) - 1.0)) < 0.05
+    # The spread the moves are tuned by (tuning.whitened_spread) is the modes' too: E|y|^2 = D.
+    spread = whitened_spread(metric, jnp.asarray(z), jnp.full(len(z), 1.0 / len(z)))
+    assert float(spread) == pytest.approx(6.0, rel=0.05)
