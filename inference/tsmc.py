@@ -194,8 +194,9 @@ class TSMC:
         (``inference.metric.fit_cross_metric``). ``False``: one metric from all the particles, which
         each particle then pulls along its own direction: the population comes out slightly
         under-dispersed after every stage and the log-evidence drifts upward (+1.2 nats on the
-        LQR at 256 particles, temperature 0.05). On some swing-ups that narrowing is faster: the
-        euler acrobot took a third of the gradients (``benchmarks.tsmc_vs_nuts``).
+        LQR at 256 particles, temperature 0.05). On some swing-ups that narrowing is a little
+        cheaper: the euler acrobot of ``benchmarks.tsmc_vs_nuts`` took 0.87x the gradients, with a
+        worse best (11.53 against 11.49 median over 5 seeds, one seed left in a poor basin).
       dense_max_dim: above this dimension a full-matrix metric falls back to the diagonal.
       step_jitter: each proposal uses ``step_size * U(1 - step_jitter, 1 + step_jitter)``.
       init_spread: a warm start (``run(..., init=...)``) tempers from a Gaussian fitted to the
